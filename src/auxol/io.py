@@ -1,0 +1,79 @@
+"""Atomic writes of results and state.
+
+A file is written to a temporary sibling and renamed over its target, so a crash or
+Ctrl-C leaves either the old file or the new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+from PIL import Image
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | os.PathLike, mode: str = "w", **kwargs: Any) -> Iterator[IO]:
+    """Open ``path`` for writing through a temporary file renamed into place on success."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        with open(tmp_name, mode, **kwargs) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp_name)
+        raise
+
+
+def write_json(path: str | os.PathLike, data: Any) -> None:
+    """Write ``data`` as indented JSON; numpy scalars and paths are converted."""
+
+    def default(value: Any) -> Any:
+        if isinstance(value, np.generic):
+            return value.item()
+        if isinstance(value, np.ndarray):
+            return value.tolist()
+        if isinstance(value, os.PathLike):
+            return os.fspath(value)
+        raise TypeError(f"cannot write {type(value).__name__} as JSON")
+
+    with atomic_open(path, "w", encoding="utf-8") as handle:
+        json.dump(data, handle, indent=2, default=default, allow_nan=True)
+        handle.write("\n")
+
+
+def write_csv(path: str | os.PathLike, rows: Iterable[Mapping[str, Any]], fieldnames: list[str] | None = None) -> None:
+    """Write dict rows as CSV with a header; columns default to the first row's keys."""
+    rows = list(rows)
+    if fieldnames is None:
+        fieldnames = list(rows[0].keys()) if rows else []
+    with atomic_open(path, "w", encoding="utf-8", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=fieldnames, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def write_mask_png(path: str | os.PathLike, mask: np.ndarray) -> None:
+    """Write a binary mask (H, W), any dtype, nonzero = foreground, as a 0/255 8-bit PNG."""
+    image = Image.fromarray(np.where(np.asarray(mask) > 0, 255, 0).astype(np.uint8), mode="L")
+    with atomic_open(path, "wb") as handle:
+        image.save(handle, format="PNG")
+
+
+def write_image_png(path: str | os.PathLike, image: np.ndarray) -> None:
+    """Write an 8-bit image (H, W) or (H, W, 3) as PNG."""
+    with atomic_open(path, "wb") as handle:
+        Image.fromarray(np.asarray(image, dtype=np.uint8)).save(handle, format="PNG")
