@@ -1,0 +1,3 @@
+from auxol.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""The sub-commands of the ``auxol`` command line, one module each (see :mod:`auxol.cli`)."""
