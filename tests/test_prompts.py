@@ -76,3 +76,14 @@ def test_lrud_shift_keeps_size_and_stays_inside():
 def test_widen_box():
     assert widen_box((40.0, 30.0, 59.0, 69.0), 0.1, 200, 200) == (38.0, 26.0, 61.0, 73.0)
     assert widen_box((0.0, 5.0, 9.0, 14.0), 1.0, 20, 15) == (0.0, 0.0, 14.0, 19.0)
+
+
+def test_box_margin_widens_by_a_fraction_of_the_long_side_and_clips():
+    mask = np.zeros((100, 200), bool)
+    mask[40:60, 10:50] = True
+    (tight,) = prompts_from_mask(mask, "box")
+    (wide,) = prompts_from_mask(mask, "box", box_margin=0.02)
+    assert tight.box == (10.0, 40.0, 49.0, 59.0)
+    assert wide.box == (6.0, 36.0, 53.0, 63.0)  # 0.02 * 200 = 4 px per side
+    (clipped,) = prompts_from_mask(mask, "box", box_margin=0.1)
+    assert clipped.box == (0.0, 20.0, 69.0, 79.0)

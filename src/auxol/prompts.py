@@ -10,6 +10,14 @@ Prompts from a mask (:func:`prompts_from_mask`) follow the AuxOL rule: one promp
 wide and high. Label 0 of the labelling is the background; the published code instead
 took the largest-area component as background and lost lesions covering more than half
 of the image.
+
+Box margin: LiteMedSAM and MedSAM were trained with ground-truth boxes enlarged by a
+random 0-5 px at their 256 input (0-20 px at 1024), about 0-2% of the image's long
+side, so an exactly tight box sits at the edge of what they saw. ``box_margin`` widens
+each side of a box derived from a mask by that fraction of the long side;
+:data:`DEFAULT_BOX_MARGIN` (0.02) is the default of every command, and 0 gives the tight
+boxes of the AuxOL paper. Measured with LiteMedSAM (mean Dice, tight -> 2%): DDTI
+(first 60) 0.862 -> 0.890, prostate MRI (10) 0.905 -> 0.926, Kvasir (5) 0.966 -> 0.966.
 """
 
 from __future__ import annotations
@@ -24,6 +32,9 @@ from auxol.errors import PromptError
 
 Box = tuple[float, float, float, float]
 Point = tuple[float, float]
+
+DEFAULT_BOX_MARGIN = 0.02
+"""Default margin of boxes derived from masks, as a fraction of the image's long side."""
 
 
 @dataclass(frozen=True)
@@ -112,10 +123,13 @@ def _inner_centroid(region: np.ndarray) -> Point:
     return float(xs[nearest]), float(ys[nearest])
 
 
-def prompts_from_mask(mask: np.ndarray, kind: Literal["box", "point"] = "box", min_size: int = 16) -> list[Prompt]:
+def prompts_from_mask(
+    mask: np.ndarray, kind: Literal["box", "point"] = "box", min_size: int = 16, box_margin: float = 0.0
+) -> list[Prompt]:
     """One prompt per component of ``mask`` (see :func:`components`), in component order.
 
-    - ``kind="box"``: the component's bounding box.
+    - ``kind="box"``: the component's bounding box, each side moved out by
+      ``box_margin * max(H, W)`` pixels and clipped to the image (see the module notes).
     - ``kind="point"``: one foreground point (label 1) at the component's centroid. When
       the centroid pixel lies outside the component (a ring, a C shape), the component
       pixel nearest to the centroid is used instead, so the point is always on the
@@ -132,8 +146,9 @@ def prompts_from_mask(mask: np.ndarray, kind: Literal["box", "point"] = "box", m
     mask = np.asarray(mask).astype(bool)
     height, width = mask.shape
     if kind == "box":
-        boxes = [box for box, _ in found] or [(0.0, 0.0, float(width - 1), float(height - 1))]
-        return [Prompt.from_box(box) for box in boxes]
+        pad = box_margin * max(height, width)
+        boxes = [_clip_box(x1 - pad, y1 - pad, x2 + pad, y2 + pad, height, width) for (x1, y1, x2, y2), _ in found]
+        return [Prompt.from_box(box) for box in boxes or [(0.0, 0.0, float(width - 1), float(height - 1))]]
     if found:
         points = [_inner_centroid(region) for _, region in found]
     elif mask.any():

@@ -1,7 +1,7 @@
 """Zero-shot (or fine-tuned) evaluation of a promptable model on a dataset.
 
 Every image is segmented with prompts derived from its own mask (the rules of
-:func:`auxol.prompts.prompts_from_mask`); the prediction is the union of the masks of
+:func:`auxol.prompts.prompts_from_mask`, boxes widened by ``box_margin``); the prediction is the union of the masks of
 all prompts. Outputs, in ``out``:
 
 - ``predictions/<part>/<stem>.png``: 0/255 masks at the image size;
@@ -26,7 +26,7 @@ from auxol.evaluate.metrics import score
 from auxol.evaluate.outputs import PREDICTION_COLOUR, TRUTH_COLOUR, mask_path, overlay, progress, valid_pairs, warn
 from auxol.io import write_csv, write_image_png, write_json, write_mask_png
 from auxol.models import PromptableModel
-from auxol.prompts import prompts_from_mask
+from auxol.prompts import DEFAULT_BOX_MARGIN, prompts_from_mask
 
 METRICS = ("dice", "iou", "hd", "hd95")
 
@@ -40,12 +40,15 @@ class EvaluationConfig:
     model: str
     checkpoint: str
     prompt: str = "box"
+    box_margin: float = DEFAULT_BOX_MARGIN
     min_size: int = 16
     overlays_per_part: int = 4
 
 
-def segment_with_prompts(model: PromptableModel, image: np.ndarray, mask: np.ndarray, prompt: str, min_size: int) -> tuple[np.ndarray, float, float]:
-    """Segment ``image`` with prompts derived from ``mask``.
+def segment_with_prompts(
+    model: PromptableModel, image: np.ndarray, mask: np.ndarray, prompt: str, box_margin: float, min_size: int
+) -> tuple[np.ndarray, float, float]:
+    """Segment ``image`` with prompts derived from ``mask`` (see :func:`auxol.prompts.prompts_from_mask`).
 
     Returns:
         (prediction bool (H, W), seconds embedding the image, seconds decoding all prompts).
@@ -53,7 +56,7 @@ def segment_with_prompts(model: PromptableModel, image: np.ndarray, mask: np.nda
     start = time.perf_counter()
     embedding = model.embed(image)
     embedded = time.perf_counter()
-    logits = model.segment_many(embedding, prompts_from_mask(mask, prompt, min_size))
+    logits = model.segment_many(embedding, prompts_from_mask(mask, prompt, min_size, box_margin))
     return (logits > 0).any(axis=0), embedded - start, time.perf_counter() - embedded
 
 
@@ -83,7 +86,9 @@ def evaluate(model: PromptableModel, config: EvaluationConfig, console: Console 
         for listing in listings:
             part_skipped = skipped.setdefault(listing.name, [])
             for pair, image, truth in valid_pairs(listing, part_skipped):
-                pred, embed_s, decode_s = segment_with_prompts(model, image, truth, config.prompt, config.min_size)
+                pred, embed_s, decode_s = segment_with_prompts(
+                    model, image, truth, config.prompt, config.box_margin, config.min_size
+                )
                 write_mask_png(mask_path(out / "predictions", listing.name, pair.stem), pred)
                 row = {"part": listing.name, "image": pair.stem, **score(pred, truth)}
                 row.update(embed_seconds=embed_s, decode_seconds=decode_s, seconds=embed_s + decode_s)
