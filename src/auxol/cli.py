@@ -23,10 +23,15 @@ app = typer.Typer(
 
 
 def _register() -> None:
-    from auxol.commands import evaluate, models, predict
+    from auxol.commands import evaluate, finetune, models, predict, stream
 
     app.command("evaluate")(evaluate.evaluate)
     app.command("predict")(predict.predict)
+    app.command("stream")(stream.stream)
+    app.command("demo")(stream.demo)
+    app.command("finetune")(finetune.finetune)
+    app.command("pretrain")(finetune.pretrain)
+    app.command("split")(finetune.split)
     app.add_typer(models.app, name="models")
 
 

@@ -1,0 +1,161 @@
+"""``auxol stream`` (replay a dataset as a clinician-in-the-loop stream with AuxOL) and ``auxol demo``.
+
+Options of the AuxOL learner resolve in three layers: the ``--preset``, then the keys of
+``--config FILE.json``, then the flags given on the command line. The file is one JSON
+object whose keys are those of :class:`~auxol.online.AuxOLConfig` and
+:class:`~auxol.evaluate.stream.StreamOptions` (``{"width": 32, "interval": 2}``). Every
+run writes the resolved options to ``OUT/config.json``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from auxol.commands.options import CheckpointOption, DeviceOption, ModelOption, PromptKind
+from auxol.data.phantoms import generate_phantoms
+from auxol.errors import ConfigError
+from auxol.evaluate.report import summary_table
+from auxol.evaluate.stream import StreamOptions, StreamRunner, StreamSettings
+from auxol.models import DEFAULT_MODEL, default_checkpoint, load_model
+from auxol.online import DEFAULT_PRESET, PRESETS, AuxOLConfig
+
+AUXOL_KEYS = frozenset(field.name for field in dataclasses.fields(AuxOLConfig))
+STREAM_KEYS = frozenset(field.name for field in dataclasses.fields(StreamOptions))
+
+PresetName = Enum("PresetName", {name: name for name in PRESETS}, type=str)
+
+
+class NoiseKind(str, Enum):
+    dilate = "dilate"
+    erode = "erode"
+    either = "either"
+
+
+class BatchNormMode(str, Enum):
+    queue = "queue"
+    running = "running"
+
+
+def _option(help_text: str, *names: str) -> Any:
+    return typer.Option(*names, help=help_text, rich_help_panel="AuxOL options (default: --config, else the preset)")
+
+
+def _stream_option(help_text: str, *names: str) -> Any:
+    return typer.Option(*names, help=help_text, rich_help_panel="Clinician simulation")
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """The AuxOL and stream options of a JSON config file; unknown keys raise :class:`ConfigError`."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise ConfigError(f"{path}: cannot read config JSON ({error})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a JSON object of option names and values")
+    unknown = sorted(set(data) - AUXOL_KEYS - STREAM_KEYS)
+    if unknown:
+        raise ConfigError(f"{path}: unknown option(s) {', '.join(unknown)}")
+    return data
+
+
+def resolve_options(preset: str, config_file: Path | None, flags: dict[str, Any]) -> tuple[AuxOLConfig, StreamOptions]:
+    """Preset, then config file, then the given (non-None) ``flags``: the AuxOL config and the stream options."""
+    layered = read_config_file(config_file) if config_file else {}
+    layered.update({key: getattr(value, "value", value) for key, value in flags.items() if value is not None})
+    auxol = AuxOLConfig.from_dict({**AuxOLConfig.preset(preset).to_dict(), **{k: v for k, v in layered.items() if k in AUXOL_KEYS}})
+    return auxol, StreamOptions(**{key: value for key, value in layered.items() if key in STREAM_KEYS})
+
+
+def stream(
+    data: Annotated[Path, typer.Argument(help="A part (images/ + masks/), a tree of parts, or a CSV list.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")],
+    model: ModelOption = DEFAULT_MODEL,
+    checkpoint: CheckpointOption = None,
+    device: DeviceOption = None,
+    preset: Annotated[PresetName, typer.Option(help="AuxOL preset the other options start from.")] = DEFAULT_PRESET,
+    config: Annotated[Path | None, typer.Option("--config", help="JSON file of AuxOL and stream options (over the preset).")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue an interrupted run in OUT from its saved sessions.")] = False,
+    save_every: Annotated[int, typer.Option(help="Save results and learner sessions every N images.", min=1)] = 10,
+    # Clinician simulation (None: from --config, else the StreamOptions default)
+    prompt: Annotated[PromptKind | None, _stream_option("Prompt derived from each true mask (default: box).")] = None,
+    min_size: Annotated[int | None, _stream_option("Drop mask components whose box is narrower or shorter (px) (default: 16).")] = None,
+    prompt_noise: Annotated[float | None, _stream_option("Shift each box left/right and up/down by this fraction of its size (default: 0).")] = None,
+    interval: Annotated[int | None, _stream_option("Rectify every k-th image only (default: 1, all).")] = None,
+    dice_threshold: Annotated[float | None, _stream_option("Rectify only images whose base Dice is <= this (default: 1).")] = None,
+    annotation_noise: Annotated[NoiseKind | None, _stream_option("Degrade rectified masks (default: none).")] = None,
+    noise_ratio: Annotated[float | None, _stream_option("Noise kernel side / min side of the component box (default: 0.05).")] = None,
+    # AuxOL options (None: from --config, else the preset)
+    width: Annotated[int | None, _option("Auxiliary U-Net width (first level channels).")] = None,
+    queue_length: Annotated[int | None, _option("Online batch: most recent N rectified crops.")] = None,
+    crop_size: Annotated[int | None, _option("Auxiliary input side (px, multiple of 16).")] = None,
+    four_channel: Annotated[bool | None, _option("Append the base mask as a 4th input channel.", "--four-channel/--no-four-channel")] = None,
+    lr: Annotated[float | None, _option("AdamW learning rate.")] = None,
+    weight_decay: Annotated[float | None, _option("AdamW weight decay.")] = None,
+    steps_per_image: Annotated[int | None, _option("Optimiser steps per crop of each image.")] = None,
+    train_on_unrectified: Annotated[
+        bool | None, _option("Train on the online batch after images nobody rectified.", "--train-on-unrectified/--no-train-on-unrectified")
+    ] = None,
+    predict_batchnorm: Annotated[BatchNormMode | None, _option("BatchNorm statistics when predicting.")] = None,
+    bn_momentum: Annotated[float | None, _option("BatchNorm running-average momentum.")] = None,
+    alpha_step: Annotated[float | None, _option("Spacing of the fusion-weight grid.")] = None,
+    alpha_max: Annotated[float | None, _option("Upper end of the fusion-weight grid.")] = None,
+    alpha_history: Annotated[int | None, _option("K: past best alphas averaged into the one used.")] = None,
+    crop_margin: Annotated[float | None, _option("Widen each side of a box crop by this fraction of the box.")] = None,
+    keep_base_outside_crop: Annotated[
+        bool | None, _option("Outside the crops keep the base mask (off: the published box cut).", "--keep-base-outside-crop/--no-keep-base-outside-crop")
+    ] = None,
+    bf16: Annotated[bool | None, _option("Run the auxiliary network under bfloat16 autocast.", "--bf16/--no-bf16")] = None,
+    channels_last: Annotated[bool | None, _option("Channels-last activations.", "--channels-last/--no-channels-last")] = None,
+    seed: Annotated[int | None, _option("Seed of the learner and of the prompt/annotation noise.")] = None,
+    deterministic: Annotated[bool | None, _option("Deterministic torch algorithms.", "--deterministic/--no-deterministic")] = None,
+) -> None:
+    """Replay DATA as a clinician-in-the-loop stream: base model vs AuxOL, image by image (prequential)."""
+    flags = {name: value for name, value in locals().items() if name in AUXOL_KEYS | STREAM_KEYS}
+    preset_name = getattr(preset, "value", preset)
+    auxol, options = resolve_options(preset_name, config, flags)
+    model_name = getattr(model, "value", model)
+    settings = StreamSettings(
+        data=str(data), model=model_name, checkpoint=_checkpoint(model_name, checkpoint),
+        preset=preset_name, auxol=auxol, stream=options, save_every=save_every,
+    )
+    _run_and_print(settings, out, resume, device)
+
+
+def demo(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder: data/ (the phantoms) and the stream's results.")] = Path("auxol-demo"),
+    n: Annotated[int, typer.Option("--n", help="Number of phantom images.", min=1)] = 60,
+    device: DeviceOption = None,
+) -> None:
+    """Stream synthetic ultrasound phantoms through LiteMedSAM + AuxOL (default preset) and show the gain."""
+    data = generate_phantoms(out / "data", n, kind="ultrasound", seed=0, size=256)
+    settings = StreamSettings(
+        data=str(data), model=DEFAULT_MODEL, checkpoint=_checkpoint(DEFAULT_MODEL, None),
+        preset=DEFAULT_PRESET, auxol=AuxOLConfig.preset(DEFAULT_PRESET),
+    )
+    _run_and_print(settings, out, resume=False, device=device)
+
+
+def _checkpoint(model: str, given: Path | None) -> str | None:
+    """The weights file a run uses: ``given``, else the model's default one (None when it has none)."""
+    path = given or default_checkpoint(model)
+    return None if path is None else str(path)
+
+
+def _run_and_print(settings: StreamSettings, out: Path, resume: bool, device: str | None) -> None:
+    console = Console()
+    net = load_model(settings.model, settings.checkpoint, device)
+    summary = StreamRunner(net, settings, out, console).run(resume=resume)
+    console.print(summary_table(summary))
+    gain = summary["overall"]["gain"]
+    console.print(
+        f"AuxOL changed the mean Dice by {gain:+.4f} ({summary['overall']['base_dice']:.4f} -> "
+        f"{summary['overall']['auxol_dice']:.4f}); report in {out}: results.csv, summary.json, plots/",
+        highlight=False,
+    )

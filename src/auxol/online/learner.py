@@ -1,0 +1,316 @@
+"""The AuxOL learner: predict an image, then learn from its rectified mask.
+
+:meth:`AuxOL.predict` runs the frozen foundation model, the auxiliary U-Net on one crop
+per prompt and the fusion, with the weights as they are; :meth:`AuxOL.learn` takes the
+clinician's rectified mask (or ``None``), records the best fusion weight of each crop,
+adds the crops to the online batch and takes the optimiser steps. Prediction never reads
+the image's own mask, so a stream of ``predict(t)``, ``learn(t)`` is prequential.
+See :mod:`auxol.online` for how this differs from the published code.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from scipy.special import expit
+from torch import nn
+
+from auxol.errors import DataError
+from auxol.models import Embedding, PromptableModel
+from auxol.online import crops
+from auxol.online.config import DEFAULT_PRESET, AuxOLConfig
+from auxol.online.fusion import AlphaHistory, best_alpha, fused_logits
+from auxol.online.loss import structure_loss
+from auxol.online.queue import OnlineBatch
+from auxol.online.session import global_rng_state, read_session, seed_everything, set_global_rng_state, write_session
+from auxol.online.unet import AuxUNet
+from auxol.prompts import Prompt
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+@dataclass
+class Crop:
+    """One prompt's crop as predicted, with what :meth:`AuxOL.learn` needs.
+
+    Attributes:
+        box: crop box (x1, y1, x2, y2) in image pixels, inclusive; the crop is (h, w).
+        aux_input: float32 (C, S, S) auxiliary input in [0, 1].
+        base_logits: float32 (h, w) foundation-model logits on the crop.
+        aux_logits: float32 (h, w) auxiliary logits resized to the crop.
+        fused_prob: float32 (h, w) probability the mask was thresholded from (> 0.5);
+            the foundation model's sigmoid while no fusion weight exists.
+    """
+
+    box: crops.PixelBox
+    aux_input: torch.Tensor
+    base_logits: np.ndarray
+    aux_logits: np.ndarray
+    fused_prob: np.ndarray
+
+
+@dataclass
+class Prediction:
+    """What :meth:`AuxOL.predict` returns for one image of size (H, W) with N prompts.
+
+    Attributes:
+        base_logits: float32 (N, H, W) foundation-model logits per prompt.
+        base_mask: bool (H, W) union of ``base_logits > 0``: the raw foundation model.
+        boxcut_mask: bool (H, W) the foundation model's masks kept inside their crop
+            boxes only (the published assembly without learning).
+        aux_prob: float32 (S, S) auxiliary probabilities, one per crop.
+        mask: bool (H, W) AuxOL's final mask.
+        alpha: fusion weight used (weight of the foundation model), or ``None`` while
+            too few alphas exist and the foundation model is used alone.
+        crops: one :class:`Crop` per prompt.
+    """
+
+    base_logits: np.ndarray
+    base_mask: np.ndarray
+    boxcut_mask: np.ndarray
+    aux_prob: list[np.ndarray]
+    mask: np.ndarray
+    alpha: float | None
+    crops: list[Crop]
+
+
+class AuxOL:
+    """Auxiliary online learning around a frozen promptable model.
+
+    Args:
+        model: the frozen foundation model; the auxiliary network lives on its device.
+        config: options; ``None`` gives the :data:`~auxol.online.config.DEFAULT_PRESET`.
+        background: :meth:`learn` hands the optimiser steps to one worker thread and
+            returns at once; steps apply in order, :meth:`predict` uses the weights as
+            they are, :meth:`flush` waits. Off: :meth:`learn` returns after its steps.
+
+    Creating a learner seeds Python, NumPy and PyTorch with ``config.seed`` and sets
+    ``torch.use_deterministic_algorithms(config.deterministic, warn_only=True)``.
+    """
+
+    def __init__(self, model: PromptableModel, config: AuxOLConfig | None = None, background: bool = False) -> None:
+        self.model = model
+        self.config = config or AuxOLConfig.preset(DEFAULT_PRESET)
+        seed_everything(self.config.seed)
+        torch.use_deterministic_algorithms(self.config.deterministic, warn_only=True)
+        self.device = model.device
+        self.net = AuxUNet(in_channels=4 if self.config.four_channel else 3, width=self.config.width).to(self.device)
+        for module in self.net.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.momentum = self.config.bn_momentum
+        self.memory_format = torch.channels_last if self.config.channels_last else torch.contiguous_format
+        self.net.to(memory_format=self.memory_format)
+        self.optimizer = torch.optim.AdamW(
+            self.net.parameters(), lr=self.config.lr, weight_decay=self.config.weight_decay
+        )
+        self.queue = OnlineBatch(self.config.queue_length)
+        self.alphas = AlphaHistory(self.config.alpha_history)
+        self.alpha_log: list[dict[str, Any]] = []
+        self.images_seen = 0
+        self.images_rectified = 0
+        self._lock = threading.Lock()  # guards the network's weights, buffers and optimiser
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="auxol-learn") if background else None
+        self._pending: list[Future] = []
+
+    # ------------------------------------------------------------------ prediction
+
+    def predict(
+        self,
+        image: np.ndarray,
+        prompts: list[Prompt],
+        embedding: Embedding | None = None,
+        base_logits: np.ndarray | None = None,
+    ) -> Prediction:
+        """Segment one image: foundation model, auxiliary network on each crop, fusion.
+
+        Args:
+            image: uint8 (H, W, 3) RGB image.
+            prompts: one prompt per object, in image pixels.
+            embedding: the image's ``model.embed`` output, to skip the image encoder.
+            base_logits: float32 (N, H, W) foundation-model logits for ``prompts``, to
+                skip the foundation model altogether (e.g. cached from a previous run).
+        """
+        image = np.asarray(image)
+        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+            raise DataError(f"AuxOL.predict: expected a uint8 (H, W, 3) image, got {image.dtype} {image.shape}")
+        height, width = image.shape[:2]
+        for prompt in prompts:
+            prompt.check_inside(height, width)
+        if base_logits is None:
+            base_logits = self._foundation_logits(image, prompts, embedding)
+        if base_logits.shape != (len(prompts), height, width):
+            expected = (len(prompts), height, width)
+            raise DataError(f"AuxOL.predict: base_logits of shape {base_logits.shape}, expected {expected}")
+
+        boxes = [crops.crop_box(p, logits, self.config.crop_margin) for p, logits in zip(prompts, base_logits)]
+        inputs = [
+            crops.aux_input(image, logits > 0, box, self.config.crop_size, self.config.four_channel)
+            for logits, box in zip(base_logits, boxes)
+        ]
+        aux_logits = self._aux_logits(inputs)
+        alpha = self.alphas.current()
+
+        mask = np.zeros((height, width), dtype=bool)
+        boxcut_mask = np.zeros((height, width), dtype=bool)
+        covered = np.zeros((height, width), dtype=bool)
+        predicted: list[Crop] = []
+        for box, aux_input, logits, aux in zip(boxes, inputs, base_logits, aux_logits):
+            base_crop = crops.crop(logits, box)
+            aux_crop = crops.resize_to_box(aux, box)
+            fused = base_crop if alpha is None else fused_logits(base_crop, aux_crop, alpha)
+            crops.paste(mask, fused > 0, box)
+            crops.paste(boxcut_mask, base_crop > 0, box)
+            crops.paste(covered, np.ones(base_crop.shape, dtype=bool), box)
+            predicted.append(Crop(box, aux_input, base_crop, aux_crop, expit(fused)))
+        base_mask = (base_logits > 0).any(axis=0)
+        if self.config.keep_base_outside_crop:
+            mask |= base_mask & ~covered
+        return Prediction(
+            base_logits=base_logits,
+            base_mask=base_mask,
+            boxcut_mask=boxcut_mask,
+            aux_prob=[torch.sigmoid(aux).numpy() for aux in aux_logits],
+            mask=mask,
+            alpha=alpha,
+            crops=predicted,
+        )
+
+    def _foundation_logits(self, image: np.ndarray, prompts: list[Prompt], embedding: Embedding | None) -> np.ndarray:
+        if not prompts:
+            return np.zeros((0, *image.shape[:2]), dtype=np.float32)
+        if embedding is None:
+            embedding = self.model.embed(image)
+        return self.model.segment_many(embedding, prompts)
+
+    def _forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        """Auxiliary logits, float32 (B, 1, S, S), for inputs (B, C, S, S), in the network's current mode."""
+        inputs = inputs.to(self.device).contiguous(memory_format=self.memory_format)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.bf16):
+            return self.net(inputs).float()
+
+    @torch.no_grad()
+    def _aux_logits(self, inputs: list[torch.Tensor]) -> torch.Tensor:
+        """Auxiliary logits on the CPU, float32 (n, S, S), one per crop input, without changing any state."""
+        if not inputs:
+            size = self.config.crop_size
+            return torch.zeros((0, size, size))
+        with self._lock:
+            if self.config.predict_batchnorm == "running":
+                self.net.eval()
+                return self._forward(torch.stack(inputs))[:, 0].cpu()
+            # "queue": each crop is normalised with the online batch it would join, as the
+            # published training forward does; the running averages are left untouched.
+            self.net.train()
+            saved_buffers = [buffer.clone() for buffer in self.net.buffers()]
+            queued = self.queue.inputs()
+            newest = [self._forward(torch.stack((queued + [x])[-self.config.queue_length :]))[-1, 0] for x in inputs]
+            for buffer, saved in zip(self.net.buffers(), saved_buffers):
+                buffer.copy_(saved)
+            return torch.stack(newest).cpu()
+
+    # -------------------------------------------------------------------- learning
+
+    def learn(self, prediction: Prediction, rectified: np.ndarray | None) -> None:
+        """Learn from the image just predicted.
+
+        Args:
+            prediction: this learner's :meth:`predict` output for the image.
+            rectified: bool (H, W) mask the clinician gave for the image, or ``None`` when
+                the image was not rectified.
+
+        For each crop with a rectified mask: record its best fusion weight, append it to
+        the online batch, and take ``steps_per_image`` optimiser steps on the batch. Without
+        a mask, only the steps on the existing batch (if ``train_on_unrectified``).
+        """
+        if rectified is not None:
+            rectified = np.asarray(rectified).astype(bool)
+            if rectified.shape != prediction.base_mask.shape:
+                image_shape = prediction.base_mask.shape
+                raise DataError(f"AuxOL.learn: rectified mask of shape {rectified.shape}, image is {image_shape}")
+        batches: list[Batch] = []
+        new_alphas = []
+        for index, crop in enumerate(prediction.crops):
+            if rectified is not None:
+                alpha = best_alpha(
+                    crop.base_logits, crop.aux_logits, crops.crop(rectified, crop.box),
+                    self.config.alpha_step, self.config.alpha_max,
+                )
+                new_alphas.append(alpha)
+                self.alpha_log.append(
+                    {"image": self.images_seen, "crop": index, "best_alpha": alpha, "used_alpha": prediction.alpha}
+                )
+                self.queue.append(crop.aux_input, crops.aux_target(rectified, crop.box, self.config.crop_size))
+            elif not (self.config.train_on_unrectified and len(self.queue)):
+                continue
+            batches.append(self.queue.stacked())
+        for alpha in new_alphas:  # after the loop: no crop's weight depends on its own image
+            self.alphas.append(alpha)
+        self.images_seen += 1
+        self.images_rectified += int(rectified is not None)
+        if self._worker is None:
+            self._train(batches)
+        else:
+            self._pending.append(self._worker.submit(self._train, batches))
+
+    def _train(self, batches: list[Batch]) -> None:
+        for inputs, targets in batches:
+            for _ in range(self.config.steps_per_image):
+                with self._lock:
+                    self.net.train()
+                    self.optimizer.zero_grad(set_to_none=True)
+                    loss = structure_loss(self._forward(inputs), targets.to(self.device))
+                    loss.backward()
+                    self.optimizer.step()
+
+    def flush(self) -> None:
+        """Wait until every step handed to the background worker has been applied; re-raise its error."""
+        pending, self._pending = self._pending, []
+        for future in pending:
+            future.result()
+
+    # ------------------------------------------------------------------- sessions
+
+    def state_dict(self) -> dict[str, Any]:
+        """The whole session: config, weights, optimiser, online batch, alphas, counters, RNG states."""
+        self.flush()
+        return {
+            "config": self.config.to_dict(),
+            "net": self.net.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "queue": self.queue.state_dict(),
+            "alphas": list(self.alphas.alphas),
+            "alpha_log": [dict(entry) for entry in self.alpha_log],
+            "images_seen": self.images_seen,
+            "images_rectified": self.images_rectified,
+            "rng": global_rng_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a :meth:`state_dict` taken from a learner with the same config."""
+        self.flush()
+        self.net.load_state_dict(state["net"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.queue.load_state_dict(state["queue"])
+        self.alphas.alphas = list(state["alphas"])
+        self.alpha_log = [dict(entry) for entry in state["alpha_log"]]
+        self.images_seen = state["images_seen"]
+        self.images_rectified = state["images_rectified"]
+        set_global_rng_state(state["rng"])
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the session to ``path`` atomically (after pending background steps)."""
+        write_session(path, self.state_dict())
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, model: PromptableModel, background: bool = False) -> AuxOL:
+        """A learner that continues the session saved at ``path`` exactly where it stopped."""
+        state = read_session(path, model.device)
+        learner = cls(model, AuxOLConfig.from_dict(state["config"]), background=background)
+        learner.load_state_dict(state)
+        return learner
