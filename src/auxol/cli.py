@@ -32,6 +32,7 @@ def _register() -> None:
     app.command("finetune")(finetune.finetune)
     app.command("pretrain")(finetune.pretrain)
     app.command("split")(finetune.split)
+    app.command("slices")(finetune.slices)
     app.add_typer(models.app, name="models")
 
 

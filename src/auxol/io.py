@@ -26,6 +26,7 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", **kwargs: Any) -> Iter
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
+    os.chmod(tmp_name, 0o644)  # mkstemp makes the file private; results are ordinary files
     try:
         with open(tmp_name, mode, **kwargs) as handle:
             yield handle

@@ -93,7 +93,8 @@ class PromptableModel(nn.Module):
     def decode(self, features: torch.Tensor, sparse: torch.Tensor, dense: torch.Tensor) -> torch.Tensor:
         """Mask decoder with multimask output off: low-resolution logits (N, 1, 256, 256).
 
-        ``features`` is (1, C, h, w) shared by all N prompts, or (N, C, h, w) one per prompt.
+        ``features`` is one image's (1, C, h, w), shared by all N prompts (SAM's decoder
+        repeats it per prompt); decode several images with one call each.
         """
         low_res, _ = self.mask_decoder(
             image_embeddings=features,
