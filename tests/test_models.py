@@ -6,7 +6,6 @@ import functools
 import hashlib
 import http.server
 import threading
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -1,7 +1,8 @@
 """Atomic writes of results and state.
 
 A file is written to a temporary sibling and renamed over its target, so a crash or
-Ctrl-C leaves either the old file or the new one, never half of one.
+Ctrl-C leaves either the old file or the new one, never half of one. Also the reading
+of the small JSON files a user writes (options, prompts), with one-line errors.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from typing import IO, Any
 
 import numpy as np
 from PIL import Image
+
+from auxol.errors import ConfigError
 
 
 @contextlib.contextmanager
@@ -78,3 +81,27 @@ def write_image_png(path: str | os.PathLike, image: np.ndarray) -> None:
     """Write an 8-bit image (H, W) or (H, W, 3) as PNG."""
     with atomic_open(path, "wb") as handle:
         Image.fromarray(np.asarray(image, dtype=np.uint8)).save(handle, format="PNG")
+
+
+def read_json_object(path: str | os.PathLike, what: str) -> dict:
+    """The JSON object in the file at ``path``; ``what`` names its content in errors.
+
+    Raises:
+        ConfigError: naming the file, if it cannot be read or holds no JSON object.
+    """
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise ConfigError(f"{path}: cannot read {what} JSON ({error})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a JSON object of {what}")
+    return data
+
+
+def read_options_file(path: str | os.PathLike, known: Iterable[str]) -> dict:
+    """The options in the JSON object at ``path``; a key not in ``known`` raises ConfigError."""
+    values = read_json_object(path, "options")
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ConfigError(f"{path}: unknown option(s) {', '.join(unknown)}")
+    return values

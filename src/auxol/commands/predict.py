@@ -11,7 +11,6 @@ The mask written for an image is the union of its prompts' masks.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
@@ -21,7 +20,7 @@ from auxol.commands.options import CheckpointOption, DeviceOption, ModelOption
 from auxol.data import read_image
 from auxol.errors import ConfigError, PromptError
 from auxol.evaluate.outputs import PREDICTION_COLOUR, overlay, progress
-from auxol.io import write_image_png, write_mask_png
+from auxol.io import read_json_object, write_image_png, write_mask_png
 from auxol.models import DEFAULT_MODEL, load_model
 from auxol.prompts import Prompt
 
@@ -49,12 +48,7 @@ def parse_prompts(boxes: list[str], points: list[str]) -> list[Prompt]:
 
 def read_prompts_file(path: Path) -> dict[str, list[Prompt]]:
     """Read a prompts JSON file: image file name or stem -> list of prompts."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
-        raise ConfigError(f"{path}: cannot read prompts JSON ({error})") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected an object mapping image names to lists of prompts")
+    data = read_json_object(path, "image names and their lists of prompts")
     try:
         return {name: [Prompt.from_dict(item) for item in items] for name, items in data.items()}
     except (TypeError, ValueError, AttributeError) as error:

@@ -10,7 +10,6 @@ run writes the resolved options to ``OUT/config.json``.
 from __future__ import annotations
 
 import dataclasses
-import json
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
@@ -20,9 +19,9 @@ from rich.console import Console
 
 from auxol.commands.options import CheckpointOption, DeviceOption, ModelOption, PromptKind
 from auxol.data.phantoms import generate_phantoms
-from auxol.errors import ConfigError
 from auxol.evaluate.report import summary_table
 from auxol.evaluate.stream import StreamOptions, StreamRunner, StreamSettings
+from auxol.io import read_options_file
 from auxol.models import DEFAULT_MODEL, default_checkpoint, load_model
 from auxol.online import DEFAULT_PRESET, PRESETS, AuxOLConfig
 
@@ -53,16 +52,7 @@ def _stream_option(help_text: str, *names: str) -> Any:
 
 def read_config_file(path: Path) -> dict[str, Any]:
     """The AuxOL and stream options of a JSON config file; unknown keys raise :class:`ConfigError`."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
-        raise ConfigError(f"{path}: cannot read config JSON ({error})") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a JSON object of option names and values")
-    unknown = sorted(set(data) - AUXOL_KEYS - STREAM_KEYS)
-    if unknown:
-        raise ConfigError(f"{path}: unknown option(s) {', '.join(unknown)}")
-    return data
+    return read_options_file(path, AUXOL_KEYS | STREAM_KEYS)
 
 
 def resolve_options(preset: str, config_file: Path | None, flags: dict[str, Any]) -> tuple[AuxOLConfig, StreamOptions]:

@@ -7,14 +7,13 @@ file. The run writes the resolved configuration to ``OUT/config.json``.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import asdict, dataclass, fields
-from pathlib import Path
 
 from auxol.errors import ConfigError
 from auxol.finetune.lora import LoraSettings
 from auxol.finetune.peft_setup import MethodConfig
+from auxol.io import read_options_file
 from auxol.prompts import DEFAULT_BOX_MARGIN
 
 
@@ -98,15 +97,4 @@ class FinetuneConfig:
 
 def read_config_file(path: str | os.PathLike) -> dict:
     """The options in the JSON object at ``path``, checked against :class:`FinetuneConfig`'s fields."""
-    path = Path(path)
-    try:
-        values = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as error:
-        raise ConfigError(f"{path}: cannot read configuration ({error})") from None
-    if not isinstance(values, dict):
-        raise ConfigError(f"{path}: expected a JSON object of options")
-    known = {field.name for field in fields(FinetuneConfig)}
-    unknown = sorted(values.keys() - known)
-    if unknown:
-        raise ConfigError(f"{path}: unknown options {unknown}")
-    return values
+    return read_options_file(path, (field.name for field in fields(FinetuneConfig)))
