@@ -60,13 +60,14 @@ def segment_with_prompts(
     return (logits > 0).any(axis=0), embedded - start, time.perf_counter() - embedded
 
 
+def mean_scores(rows: list[dict], keys: tuple[str, ...] = METRICS) -> dict:
+    """``{"n": len(rows), key: mean of row[key]}`` for each of ``keys`` (NaN means for no rows)."""
+    return {"n": len(rows), **{key: float(np.mean([row[key] for row in rows])) for key in keys}}
+
+
 def _means(rows: list[dict]) -> dict:
-    if not rows:
-        return {"n": 0}
-    out = {"n": len(rows)}
-    for key in (*METRICS, "seconds"):
-        out[key] = float(np.mean([row[key] for row in rows]))
-    return out
+    """Metric and seconds means of a part; only ``n`` for a part whose pairs were all skipped."""
+    return mean_scores(rows, (*METRICS, "seconds")) if rows else {"n": 0}
 
 
 def evaluate(model: PromptableModel, config: EvaluationConfig, console: Console | None = None) -> dict:

@@ -62,8 +62,3 @@ def evaluate_model(
             row = score(predicted, labels > 0)
         rows.append({"image": stem, **row})
     return rows
-
-
-def mean_scores(rows: list[dict]) -> dict:
-    """{n, dice, iou, hd, hd95}: the means over ``rows``."""
-    return {"n": len(rows), **{key: float(np.mean([row[key] for row in rows])) for key in ("dice", "iou", "hd", "hd95")}}

@@ -34,7 +34,8 @@ from auxol.evaluate.outputs import progress
 from auxol.finetune.config import FinetuneConfig
 from auxol.finetune.data import FinetuneDataset, list_examples
 from auxol.finetune.distributed import Distributed, broadcast, device_for, init_distributed
-from auxol.finetune.evaluation import evaluate_model, load_evaluation_set, mean_scores
+from auxol.evaluate.evaluation import mean_scores
+from auxol.finetune.evaluation import evaluate_model, load_evaluation_set
 from auxol.finetune.forward import PromptedSegmenter
 from auxol.finetune.merge import load_peft, save_merged, save_peft, trainable_state
 from auxol.finetune.peft_setup import encoder_trains, parameter_counts, prepare
