@@ -88,3 +88,28 @@ def test_predict_refuses_a_box_outside_the_image(tmp_path, monkeypatch, capsys):
     assert run_cli(monkeypatch, "predict", tmp_path / "disk.png", "--out", tmp_path / "o", "--box", "10,10,250,90") == 2
     err = capsys.readouterr().err
     assert "disk.png: (250, 90) lies outside the 200x160 image" in err and "Traceback" not in err
+
+
+def test_evaluate_slices_volumes_and_reports_3d_dice_per_volume(tmp_path, monkeypatch):
+    import nibabel
+
+    data, out = tmp_path / "volumes", tmp_path / "out"
+    for folder in ("images", "masks"):
+        (data / folder).mkdir(parents=True)
+    zz, yy, xx = np.mgrid[0:5, 0:96, 0:96]  # (z, y, x); nibabel files hold (x, y, z)
+    for name, radius in (("caseA", 24), ("caseB", 18)):
+        labels = ((yy - 48) ** 2 + (xx - 44) ** 2 <= radius**2) & (zz >= 1) & (zz <= 3)  # slices 1-3 labelled
+        image = np.where(labels, 180.0, 40.0) + np.random.default_rng(0).normal(0, 5, labels.shape)
+        nibabel.save(nibabel.Nifti1Image(image.transpose(2, 1, 0).astype(np.float32), np.eye(4)), data / "images" / f"{name}.nii.gz")
+        nibabel.save(nibabel.Nifti1Image(labels.transpose(2, 1, 0).astype(np.uint8), np.eye(4)), data / "masks" / f"{name}.nii.gz")
+    assert run_cli(monkeypatch, "evaluate", data, "--out", out) == 0
+    rows = list(csv.DictReader(open(out / "volumes.csv")))
+    assert [(row["volume"], row["slices"]) for row in rows] == [("caseA", "3"), ("caseB", "3")]
+    for row in rows:  # 3-D Dice recomputed from the written slice predictions
+        stems = [f"{row['volume']}_a0_{index:04d}" for index in (1, 2, 3)]
+        predicted = np.stack([read_mask(out / "predictions" / f"{stem}.png") for stem in stems])
+        truth = np.stack([read_mask(out / "slices" / "masks" / f"{stem}.png") for stem in stems])
+        expected = 2 * np.count_nonzero(predicted & truth) / (np.count_nonzero(predicted) + np.count_nonzero(truth))
+        assert float(row["dice"]) == pytest.approx(expected) and float(row["dice"]) > 0.9
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["volumes"]["n"] == 2 and summary["overall"]["n"] == 6

@@ -88,9 +88,14 @@ def test_mask_binarisation_01_and_0255(tmp_path, on):
     assert read_mask(save(tmp_path / "m.png", array)).tolist() == [[False, True], [True, False]]
 
 
-def test_mask_above_one_uses_threshold_127(tmp_path):
-    array = np.array([[0, 2, 127, 128]], np.uint8)  # e.g. JPEG ringing around a 0/255 mask
-    assert read_mask(save(tmp_path / "m.png", array)).tolist() == [[False, False, False, True]]
+def test_mask_above_127_uses_threshold_127(tmp_path):
+    array = np.array([[0, 2, 127, 128, 255]], np.uint8)  # e.g. JPEG ringing around a 0/255 mask
+    assert read_mask(save(tmp_path / "m.png", array)).tolist() == [[False, False, False, True, True]]
+
+
+def test_label_map_mask_is_foreground_wherever_labelled(tmp_path):
+    array = np.array([[0, 1, 2, 3]], np.uint8)  # 'auxol slices' writes label values 0..K
+    assert read_mask(save(tmp_path / "m.png", array)).tolist() == [[False, True, True, True]]
 
 
 def test_rgb_mask_uses_first_channel_and_label_map_keeps_values(tmp_path):

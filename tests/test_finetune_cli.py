@@ -85,3 +85,32 @@ def test_pretrain_output_is_accepted_as_finetune_starting_weights(tmp_path):
     before = load_model("litemedsam", device="cpu").image_encoder.patch_embed.seq[0].c.weight
     after = load_model("litemedsam", tmp_path / "ssl" / "pretrained.pth", "cpu").image_encoder.patch_embed.seq[0].c.weight
     assert not torch.equal(before, after)
+
+
+def test_adapter_run_folder_is_a_checkpoint_and_predicts_as_the_trained_model(tmp_path):
+    from auxol.finetune.merge import save_peft
+    from auxol.finetune.peft_setup import MethodConfig, prepare
+    from auxol.models import load_model
+    from auxol.prompts import Prompt
+
+    method = MethodConfig("adapter", "encoder,decoder")
+    trained = load_model("litemedsam", device="cpu")
+    prepare(trained, method)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for name, parameter in trained.named_parameters():
+            if ".adapter." in name:
+                parameter.add_(torch.randn_like(parameter) * 0.05)  # stands in for training
+    save_peft(trained, tmp_path / "run" / "peft", method, base_checkpoint=None)
+    image = np.zeros((96, 96, 3), np.uint8)
+    image[30:70, 20:60] = 200
+    box = Prompt(box=(18, 28, 62, 72))
+    expected = trained.eval().segment(trained.embed(image), box)
+    loaded = load_model("litemedsam", tmp_path / "run", "cpu")
+    assert np.array_equal(loaded.segment(loaded.embed(image), box), expected)
+    plain = load_model("litemedsam", device="cpu")
+    assert not np.array_equal(plain.segment(plain.embed(image), box), expected)  # the adapters matter
+    with pytest.raises(ConfigError, match="pass --model litemedsam"):
+        load_model("mobilesam", tmp_path / "run", "cpu")
+    with pytest.raises(WeightsError, match="not an 'auxol finetune' output"):
+        load_model("litemedsam", tmp_path, "cpu")

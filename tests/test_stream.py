@@ -242,9 +242,19 @@ def test_prompt_noise_shifts_boxes_by_the_ratio_keeping_their_size():
     assert shifted.box[2] - shifted.box[0] == tight.box[2] - tight.box[0]
 
 
+def test_box_margin_widens_each_side_by_the_fraction_of_the_long_side():
+    truth = lesion(0)[1]
+    (tight,) = stream_prompts(truth, StreamOptions(), np.random.default_rng(0))
+    (wide,) = stream_prompts(truth, StreamOptions(box_margin=0.02), np.random.default_rng(0))
+    pad = 0.02 * max(truth.shape)
+    assert np.allclose(np.subtract(wide.box, tight.box), [-pad, -pad, pad, pad], atol=1)
+
+
 def test_invalid_stream_options_raise_config_errors():
     with pytest.raises(ConfigError, match="--interval"):
         StreamOptions(interval=0)
+    with pytest.raises(ConfigError, match="--box-margin"):
+        StreamOptions(box_margin=-0.1)
     with pytest.raises(ConfigError, match="needs --prompt box"):
         StreamOptions(prompt="point", prompt_noise=0.05)
 

@@ -11,7 +11,9 @@ import typer
 
 from auxol.data import load_dataset
 from auxol.errors import ConfigError
-from auxol.commands.options import BoxMarginOption, CheckpointOption, DeviceOption, ModelOption
+from auxol.commands.options import (
+    BoxMarginOption, CheckpointOption, DeviceOption, ModelOption, SliceAxisOption, WindowOption, parse_window,
+)
 from auxol.io import write_csv
 from auxol.models import DEFAULT_MODEL
 from auxol.prompts import DEFAULT_BOX_MARGIN
@@ -177,23 +179,12 @@ def slices(
     images: Annotated[Path, typer.Option(help="Folder of image volumes: .nii/.nii.gz files or one sub-folder per DICOM series.")],
     labels: Annotated[Path, typer.Option(help="Folder of label volumes with the same names as the images.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output dataset folder (images/, masks/, slices.csv).")],
-    axis: Annotated[int, typer.Option(help="Array axis to slice along (0: axial for usual axial scans).")] = 0,
-    window: Annotated[str | None, typer.Option(help="Intensity window LOW,HIGH (e.g. -160,240); default: 0.5-99.5th percentiles.")] = None,
+    axis: SliceAxisOption = 0,
+    window: WindowOption = None,
     empty: Annotated[EmptyPolicyName, typer.Option(help="Slices without labels: skip or keep.")] = EmptyPolicyName.skip,
 ) -> None:
     """Cut 3-D image and label volumes into a 2-D dataset for 'auxol finetune' and 'auxol evaluate'."""
-    from auxol.data.volumes import volume_stem, write_slices
+    from auxol.data.volumes import find_volume_pairs, write_slices
 
-    if window is not None:
-        try:
-            low, high = (float(v) for v in window.split(","))
-        except ValueError:
-            raise ConfigError(f"--window: expected LOW,HIGH, got {window!r}") from None
-    volumes = {volume_stem(p): p for p in sorted(images.iterdir()) if not p.name.startswith(".")} if images.is_dir() else {}
-    label_volumes = {volume_stem(p): p for p in sorted(labels.iterdir()) if not p.name.startswith(".")} if labels.is_dir() else {}
-    missing = sorted(volumes.keys() - label_volumes.keys())
-    if not volumes or missing:
-        raise ConfigError(f"{labels}: no label volume for {missing[0]}" if missing else f"{images}: no volumes found")
-    csv_path = write_slices([(volumes[name], label_volumes[name]) for name in volumes], out, axis,
-                            None if window is None else (low, high), _value(empty))
+    csv_path = write_slices(find_volume_pairs(images, labels), out, axis, parse_window(window), _value(empty))
     typer.echo(f"wrote {csv_path}")

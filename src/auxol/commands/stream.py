@@ -76,6 +76,7 @@ def stream(
     # Clinician simulation (None: from --config, else the StreamOptions default)
     prompt: Annotated[PromptKind | None, _stream_option("Prompt derived from each true mask (default: box).")] = None,
     min_size: Annotated[int | None, _stream_option("Drop mask components whose box is narrower or shorter (px) (default: 16).")] = None,
+    box_margin: Annotated[float | None, _stream_option("Widen boxes by this fraction of the image's long side (default: 0, tight as in the paper).")] = None,
     prompt_noise: Annotated[float | None, _stream_option("Shift each box left/right and up/down by this fraction of its size (default: 0).")] = None,
     interval: Annotated[int | None, _stream_option("Rectify every k-th image only (default: 1, all).")] = None,
     dice_threshold: Annotated[float | None, _stream_option("Rectify only images whose base Dice is <= this (default: 1).")] = None,

@@ -92,12 +92,13 @@ def _read_first_channel(path: str | os.PathLike) -> np.ndarray:
 def read_mask(path: str | os.PathLike) -> np.ndarray:
     """Read a binary mask as bool, shape (H, W), True = foreground.
 
-    Rule: a mask whose maximum is <= 1 (0/1 masks, 1-bit files, [0, 1] float masks) is
-    foreground where > 0; any other mask (0/255, 0/65535, ...) is foreground where > 127.
+    Rule: a mask whose maximum is <= 127 (0/1 masks, 1-bit files, [0, 1] float masks,
+    label maps 0..K such as ``auxol slices`` writes) is foreground where > 0; any other
+    mask (0/255, 0/65535, JPEG-compressed 0/255, ...) is foreground where > 127.
     Multi-channel masks use their first channel; palette masks use the palette index.
     """
     array = _read_first_channel(path)
-    threshold = 0 if array.max(initial=0) <= 1 else 127
+    threshold = 0 if array.max(initial=0) <= 127 else 127
     return array > threshold
 
 

@@ -67,6 +67,37 @@ def _read_dicom_series(folder: Path) -> np.ndarray:
     ])
 
 
+def is_volume(path: Path) -> bool:
+    """Whether ``path`` is a NIfTI file or a folder (a DICOM series), judged by name and kind only."""
+    return path.is_dir() or path.name.lower().endswith((".nii", ".nii.gz"))
+
+
+def find_volume_pairs(images: str | os.PathLike, labels: str | os.PathLike) -> list[tuple[Path, Path]]:
+    """(image volume, label volume) pairs of two folders, matched by :func:`volume_stem`, sorted by name.
+
+    Raises:
+        DataError: a folder is missing, holds no volume, or an image volume has no label volume.
+    """
+    found = []
+    for folder in (Path(images), Path(labels)):
+        if not folder.is_dir():
+            raise DataError(f"{folder}: no such folder")
+        found.append({volume_stem(p): p for p in sorted(folder.iterdir()) if not p.name.startswith(".") and is_volume(p)})
+    image_volumes, label_volumes = found
+    if not image_volumes:
+        raise DataError(f"{images}: no volumes (.nii, .nii.gz or DICOM series folders) found")
+    missing = sorted(image_volumes.keys() - label_volumes.keys())
+    if missing:
+        raise DataError(f"{labels}: no label volume for {image_volumes[missing[0]].name}")
+    return [(image_volumes[name], label_volumes[name]) for name in sorted(image_volumes)]
+
+
+def holds_volumes(folder: str | os.PathLike) -> bool:
+    """Whether ``folder`` is a volume dataset: ``images/`` holds a NIfTI file or a DICOM series folder."""
+    images = Path(folder) / "images"
+    return images.is_dir() and any(is_volume(p) for p in images.iterdir() if not p.name.startswith("."))
+
+
 def read_volume(path: str | os.PathLike) -> np.ndarray:
     """Read a NIfTI file or a DICOM series folder as float32 (D0, D1, D2); DataError if it cannot be read."""
     path = Path(path)

@@ -7,12 +7,16 @@ all prompts. Outputs, in ``out``:
 - ``predictions/<part>/<stem>.png``: 0/255 masks at the image size;
 - ``results.csv``: one row per image; ``summary.json``: per part and overall means;
 - ``config.json``: the resolved configuration; ``overlays/<part>/<stem>.png``: truth
-  (green) and prediction (red) outlines for the worst and best images of each part.
+  (green) and prediction (red) outlines for the worst and best images of each part;
+- ``volumes.csv`` (volume data only): 3-D Dice per volume, for images named as
+  :func:`auxol.data.volumes.slice_name` names slices (``auxol slices`` output, or volumes
+  that ``auxol evaluate`` sliced itself); its mean is ``summary.json``'s ``volumes``.
 """
 
 from __future__ import annotations
 
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -21,6 +25,7 @@ from rich.console import Console
 from rich.table import Table
 
 from auxol.data import load_dataset, load_pair, read_mask
+from auxol.data.volumes import parse_slice_name, per_volume_dice
 from auxol.errors import DataError
 from auxol.evaluate.metrics import score
 from auxol.evaluate.outputs import PREDICTION_COLOUR, TRUTH_COLOUR, mask_path, overlay, progress, valid_pairs, warn
@@ -109,10 +114,33 @@ def evaluate(model: PromptableModel, config: EvaluationConfig, console: Console 
         "overall": {**_means(rows), "skipped": sum(len(s) for s in skipped.values())},
         "skipped": [reason for reasons in skipped.values() for reason in reasons],
     }
+    volumes = _volume_scores(out, listings, rows)
+    if volumes:
+        write_csv(out / "volumes.csv", volumes)
+        summary["volumes"] = mean_scores(volumes, ("dice",))
     write_json(out / "summary.json", summary)
     _write_overlays(out, listings, rows, config.overlays_per_part)
     console.print(summary_table(summary))
     return summary
+
+
+def _volume_scores(out: Path, listings: list, rows: list[dict]) -> list[dict]:
+    """One row (part, volume, slices, dice) per volume whose slices were scored; [] if no image is a volume slice."""
+    pairs = {(item.name, pair.stem): pair for item in listings for pair in item.pairs}
+    scored = [row for row in rows if parse_slice_name(row["image"]) is not None]
+    volumes = []
+    for name in sorted({row["part"] for row in scored}):
+        in_part = [row["image"] for row in scored if row["part"] == name]
+        slices = (
+            (stem, read_mask(mask_path(out / "predictions", name, stem)), read_mask(pairs[(name, stem)].mask_path))
+            for stem in in_part
+        )
+        counts = Counter(parse_slice_name(stem)[0] for stem in in_part)
+        volumes += [
+            {"part": name, "volume": volume, "slices": counts[volume], "dice": dice}
+            for volume, dice in per_volume_dice(slices).items()
+        ]
+    return volumes
 
 
 def _write_overlays(out: Path, listings: list, rows: list[dict], per_part: int) -> None:
@@ -141,4 +169,7 @@ def summary_table(summary: dict) -> Table:
             name, str(part["n"]), str(part["skipped"]), f"{part['dice']:.4f}", f"{part['iou']:.4f}",
             f"{part['hd95']:.2f}", f"{part['seconds']:.2f}",
         )
+    if "volumes" in summary:
+        volumes = summary["volumes"]
+        table.caption = f"3-D Dice over {volumes['n']} volumes: {volumes['dice']:.4f} (volumes.csv)"
     return table

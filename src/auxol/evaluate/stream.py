@@ -52,6 +52,8 @@ class StreamOptions:
     Attributes:
         prompt: prompts derived from each true mask: ``"box"`` or ``"point"``.
         min_size: mask components narrower or shorter than this (px) give no prompt.
+        box_margin: widen each box by this fraction of the image's long side before any
+            shift (0 = tight boxes, the AuxOL paper's rule; ``auxol evaluate`` uses 0.02).
         prompt_noise: "lrud" box shift, as a fraction of the box size (box prompts
             only; 0 = tight boxes).
         interval: only every ``interval``-th image (0, k, 2k, ...) is rectified.
@@ -64,6 +66,7 @@ class StreamOptions:
 
     prompt: Literal["box", "point"] = "box"
     min_size: int = 16
+    box_margin: float = 0.0
     prompt_noise: float = 0.0
     interval: int = 1
     dice_threshold: float = 1.0
@@ -75,6 +78,8 @@ class StreamOptions:
             raise ConfigError(f"--prompt must be 'box' or 'point', got {self.prompt!r}")
         if self.interval < 1:
             raise ConfigError(f"--interval must be >= 1, got {self.interval}")
+        if not 0 <= self.box_margin < 1:
+            raise ConfigError(f"--box-margin must be in [0, 1), got {self.box_margin}")
         if not 0 <= self.prompt_noise < 1:
             raise ConfigError(f"--prompt-noise must be in [0, 1), got {self.prompt_noise}")
         if self.prompt_noise and self.prompt != "box":
@@ -142,7 +147,7 @@ class StreamStep:
 
 def stream_prompts(truth: np.ndarray, options: StreamOptions, rng: np.random.Generator) -> list[Prompt]:
     """The prompts a clinician gives for bool (H, W) ``truth``, box-shifted by ``options.prompt_noise`` with ``rng``."""
-    prompts = prompts_from_mask(truth, options.prompt, options.min_size)
+    prompts = prompts_from_mask(truth, options.prompt, options.min_size, options.box_margin)
     if not options.prompt_noise:
         return prompts
     height, width = truth.shape

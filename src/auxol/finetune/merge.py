@@ -8,7 +8,8 @@ LoRA settings). :func:`load_peft` rebuilds the adapted model from the two.
 ``OUT/merged.pth`` (vanilla and LoRA only) is the backbone's own SAM state dict with every
 LoRA update folded into its base weight, so ``auxol.models.load_model(name,
 checkpoint=OUT/merged.pth)`` loads it strictly. Adapters are non-linear and cannot be
-merged; an adapter model is used through :func:`load_peft`.
+merged; an adapter model is used through :func:`load_peft`, which every
+``--checkpoint OUT`` (the run's output folder) calls.
 """
 
 from __future__ import annotations
@@ -46,13 +47,22 @@ def save_peft(model: PromptableModel, folder: str | os.PathLike, method: MethodC
     write_json(folder / CONFIG_FILE, {"model": model.name, "base_checkpoint": base_checkpoint, **asdict(method)})
 
 
+def read_peft_config(folder: str | os.PathLike) -> dict:
+    """The JSON object of ``folder``/peft_config.json; WeightsError naming the file if unreadable."""
+    path = Path(folder) / CONFIG_FILE
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as error:
+        raise WeightsError(f"{path}: cannot read PEFT configuration ({error})") from None
+    if not isinstance(config, dict) or "model" not in config:
+        raise WeightsError(f"{path}: not a PEFT configuration written by 'auxol finetune'")
+    return config
+
+
 def load_peft(folder: str | os.PathLike, device: str | torch.device | None = None) -> PromptableModel:
     """Rebuild a fine-tuned model from ``folder`` (see :func:`save_peft`): base weights, method, trained tensors; frozen, eval."""
     folder = Path(folder)
-    try:
-        config = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as error:
-        raise WeightsError(f"{folder / CONFIG_FILE}: cannot read PEFT configuration ({error})") from None
+    config = read_peft_config(folder)
     lora = config["lora"]
     method = MethodConfig(config["method"], config["parts"], LoraSettings(**{
         **lora, "encoder_blocks": None if lora["encoder_blocks"] is None else tuple(lora["encoder_blocks"]),
