@@ -5,7 +5,8 @@ of which the last ``--val-count`` validate; the first ``--test-count`` of the re
 pairs are the test set. Each cell runs ``auxol finetune``'s trainer in its own process
 (so peak memory is per cell) and prints: trainable parameters, seconds per training
 step, peak memory (CUDA max allocated on a GPU, else the process's peak RSS) and test
-Dice (box prompts, scored as ``auxol evaluate`` scores them).
+Dice (box prompts, scored as ``auxol evaluate`` scores them). A first row gives the
+zero-shot model's test Dice on the same images.
 
     python benchmarks/finetune_grid.py --data /work/shared/data/ddti-thyroid-us --json grid.json
 """
@@ -67,15 +68,25 @@ def run_cell(arguments: argparse.Namespace) -> dict:
     }
 
 
+def zero_shot_dice(test: Path) -> float:
+    """Mean test Dice of the embedded LiteMedSAM, untrained, by the rules of the cells' final evaluation."""
+    from auxol.evaluate.evaluation import mean_scores
+    from auxol.finetune.evaluation import evaluate_model, load_evaluation_set
+    from auxol.models import load_model
+
+    rows = evaluate_model(load_model("litemedsam"), load_evaluation_set(str(test), 1), "box", 1)
+    return mean_scores(rows)["dice"]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", required=True, help="dataset folder (images/, masks/) or CSV list")
     parser.add_argument("--json", required=True, type=Path, help="where to write the figures")
     parser.add_argument("--train-count", type=int, default=80)
-    parser.add_argument("--val-count", type=int, default=4)
-    parser.add_argument("--test-count", type=int, default=16)
-    parser.add_argument("--max-steps", type=int, default=5)
-    parser.add_argument("--batch-size", type=int, default=2)
+    parser.add_argument("--val-count", type=int, default=8)
+    parser.add_argument("--test-count", type=int, default=40)
+    parser.add_argument("--max-steps", type=int, default=10)
+    parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--cell", nargs=2, metavar=("PARTS", "METHOD"), help=argparse.SUPPRESS)
     parser.add_argument("--train", help=argparse.SUPPRESS)
@@ -92,6 +103,8 @@ def main() -> None:
         scratch = Path(scratch)
         train, val, test = write_lists(arguments.data, scratch, arguments.train_count, arguments.val_count, arguments.test_count)
         print(f"{'parts':16} {'method':8} {'trainable':>10} {'s/step':>7} {'peak MiB':>9} {'test Dice':>9}", flush=True)
+        zero_shot = zero_shot_dice(test)
+        print(f"{'-':16} {'zero-shot':8} {0:>10,} {'-':>7} {'-':>9} {zero_shot:>9.4f}", flush=True)
         for parts, method in CELLS:
             cell_json = scratch / f"{method}_{parts}.json"
             subprocess.run(
@@ -104,7 +117,7 @@ def main() -> None:
             rows.append(row)
             print(f"{parts:16} {method:8} {row['trainable_parameters']:>10,} {row['seconds_per_step']:>7.2f} "
                   f"{row['peak_memory_mib']:>9.0f} {row['test_dice']:>9.4f}", flush=True)
-    arguments.json.write_text(json.dumps({"settings": {k: v for k, v in vars(arguments).items() if k != "json"} | {"json": str(arguments.json)}, "cells": rows}, indent=2))
+    arguments.json.write_text(json.dumps({"settings": {k: v for k, v in vars(arguments).items() if k != "json"} | {"json": str(arguments.json)}, "zero_shot_test_dice": zero_shot, "cells": rows}, indent=2))
 
 
 if __name__ == "__main__":

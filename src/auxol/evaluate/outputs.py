@@ -45,8 +45,11 @@ def overlay(image: np.ndarray, contours: list[tuple[np.ndarray, tuple[int, int, 
     return canvas
 
 
-def progress(console: Console | None = None) -> Progress:
-    """The progress bar used by long commands; add tasks with a ``status`` field for live figures."""
+def progress(console: Console | None = None, disable: bool = False) -> Progress:
+    """The progress bar used by long commands; add tasks with a ``status`` field for live figures.
+
+    ``disable``: show nothing (e.g. on every rank but 0 of a distributed run).
+    """
     return Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -55,6 +58,7 @@ def progress(console: Console | None = None) -> Progress:
         TimeRemainingColumn(),
         TextColumn("{task.fields[status]}"),
         console=console,
+        disable=disable,
     )
 
 

@@ -129,7 +129,7 @@ class Trainer:
         """Train until ``total_steps``, ``epochs`` or early stop; validate and checkpoint along the way."""
         self.model.train()
         freeze_batch_norm(self.model)
-        with progress(self.console) as bar:
+        with progress(self.console, disable=not self.place.is_main) as bar:
             task = bar.add_task("finetune", total=self.total_steps, completed=self.step, status="")
             while self.epoch < self.config.epochs and self.step < self.total_steps:
                 self.dataset.set_epoch(self.epoch)
