@@ -1,0 +1,48 @@
+"""``auxol serve`` on the command line: new vs resumed sessions, and the wiring to the web server."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from auxol.errors import ConfigError
+from auxol.online import AuxOLConfig
+from auxol.serve import SessionFolder, resolve_settings
+from test_cli import run_cli
+from test_serve_support import EllipseModel
+
+
+def test_settings_of_a_new_and_of_a_resumed_session(tmp_path):
+    folder = SessionFolder(tmp_path / "session")
+    new = resolve_settings(folder, checkpoint="weights.pth", preset="paper")
+    assert (new.model, new.checkpoint, new.preset) == ("litemedsam", str(Path("weights.pth").resolve()), "paper")
+    assert new.auxol == AuxOLConfig.preset("paper")
+    folder.write_config(new.to_dict())
+    assert resolve_settings(folder) == new == resolve_settings(folder, model="litemedsam", preset="paper")
+    with pytest.raises(ConfigError, match="holds a session with --preset paper, not cpu; leave the option out to resume it"):
+        resolve_settings(folder, preset="cpu")
+    with pytest.raises(ConfigError, match="holds a session with --model litemedsam, not sam_vit_b"):
+        resolve_settings(folder, model="sam_vit_b")
+
+
+def test_the_command_serves_the_session_folder(tmp_path, monkeypatch, capsys):
+    served = {}
+
+    def run(app, host, port):  # instead of uvicorn.run: one request, then "stop the server"
+        with TestClient(app) as client:
+            served.update(client.get("/api/status").json(), host=host, port=port)
+
+    monkeypatch.setattr("auxol.commands.serve.load_model", lambda name, checkpoint, device: EllipseModel())
+    monkeypatch.setattr("uvicorn.run", run)
+    session = tmp_path / "session"
+    assert run_cli(monkeypatch, "serve", "--session", session, "--preset", "paper", "--port", "8123") == 0
+    assert (served["host"], served["port"], served["preset"], served["model"]) == ("127.0.0.1", 8123, "paper", "litemedsam")
+    config = json.loads((session / "config.json").read_text())
+    assert config["preset"] == "paper" and config["auxol"]["width"] == 64 and config["checkpoint"] is None
+    assert run_cli(monkeypatch, "serve", "--session", session) == 0  # resumed: the preset comes from the folder
+    assert served["preset"] == "paper"
+    assert run_cli(monkeypatch, "serve", "--session", session, "--preset", "cpu") == 2
+    assert "holds a session with --preset paper, not cpu" in capsys.readouterr().err

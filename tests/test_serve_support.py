@@ -1,0 +1,84 @@
+"""Helpers of the serve tests (no tests here): a stand-in foundation model and served sessions.
+
+``EllipseModel`` answers like a promptable model at no cost, so the HTTP tests run in
+milliseconds; the tests of learning with the real LiteMedSAM are in test_serve_learning.py.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from fastapi.testclient import TestClient
+
+from auxol.models import Embedding
+from auxol.prompts import Prompt
+from auxol.serve import ServeSession, SessionFolder, create_app, resolve_settings
+from auxol.serve.sources import TaskImages
+
+
+class EllipseModel:
+    """A stand-in foundation model: logit +6 inside the ellipse inscribed in a box prompt, -6 elsewhere.
+
+    A prompt of points alone gives a disk of radius 8 px around its first point.
+    """
+
+    name = "ellipse"
+    device = torch.device("cpu")
+
+    def embed(self, image: np.ndarray) -> Embedding:
+        return Embedding(features=torch.zeros(1, 256, 64, 64), image_size=image.shape[:2])
+
+    def segment_many(self, embedding: Embedding, prompts: list[Prompt]) -> np.ndarray:
+        return np.stack([self._logits(prompt, embedding.image_size) for prompt in prompts])
+
+    @staticmethod
+    def _logits(prompt: Prompt, size: tuple[int, int]) -> np.ndarray:
+        inside = np.zeros(size, np.uint8)
+        if prompt.box is not None:
+            x1, y1, x2, y2 = prompt.box
+            centre, axes = (round((x1 + x2) / 2), round((y1 + y2) / 2)), (round((x2 - x1) / 2), round((y2 - y1) / 2))
+            cv2.ellipse(inside, centre, axes, 0, 0, 360, 1, -1)
+        else:
+            cv2.circle(inside, tuple(round(v) for v in prompt.points[0]), 8, 1, -1)
+        return np.where(inside > 0, 6.0, -6.0).astype(np.float32)
+
+
+def open_session(root: Path, model=None, cache_size: int = 32) -> ServeSession:
+    """A served session in ``root`` (new or resumed) around ``model`` (default: an EllipseModel)."""
+    folder = SessionFolder(root)
+    model = model or EllipseModel()
+    return ServeSession.open(folder, model, resolve_settings(folder, model=model.name), cache_size)
+
+
+def client_for(session: ServeSession, images: TaskImages | None = None) -> TestClient:
+    """A test client of the app on ``session``; use it in a ``with`` block (stopping it closes the session)."""
+    return TestClient(create_app(session, images))
+
+
+def png(array: np.ndarray) -> bytes:
+    """An image (H, W[, 3]) uint8 or bool mask (as 0/255) encoded as PNG bytes (RGB order for colour)."""
+    array = np.where(array, 255, 0).astype(np.uint8) if array.dtype == bool else array
+    if array.ndim == 3:
+        array = array[:, :, ::-1]
+    return cv2.imencode(".png", array)[1].tobytes()
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    """The rows of a CSV file with a header."""
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def decode_png(text: str) -> np.ndarray:
+    """The bool (H, W) mask of a base64 0/255 PNG."""
+    return cv2.imdecode(np.frombuffer(base64.b64decode(text), np.uint8), cv2.IMREAD_UNCHANGED) > 127
+
+
+def ellipse_mask(size: tuple[int, int], box: tuple[int, int, int, int]) -> np.ndarray:
+    """What EllipseModel answers to ``box`` on an image of ``size`` (H, W), as a bool mask."""
+    return EllipseModel._logits(Prompt.from_box(box), size) > 0
