@@ -10,6 +10,8 @@ See :mod:`auxol.online` for how this differs from the published code.
 
 from __future__ import annotations
 
+import copy
+
 import os
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -114,7 +116,7 @@ class AuxOL:
         self.alpha_log: list[dict[str, Any]] = []
         self.images_seen = 0
         self.images_rectified = 0
-        self._lock = threading.Lock()  # guards the network's weights, buffers and optimiser
+        self._lock = threading.Lock()  # guards the network, optimiser, online batch, alphas and counters
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="auxol-learn") if background else None
         self._pending: list[Future] = []
 
@@ -153,8 +155,9 @@ class AuxOL:
             crops.aux_input(image, logits > 0, box, self.config.crop_size, self.config.four_channel)
             for logits, box in zip(base_logits, boxes)
         ]
-        aux_logits = self._aux_logits(inputs)
-        alpha = self.alphas.current()
+        with self._lock:  # the weights, the online batch and the alphas of one moment
+            aux_logits = self._aux_logits(inputs)
+            alpha = self.alphas.current()
 
         mask = np.zeros((height, width), dtype=bool)
         boxcut_mask = np.zeros((height, width), dtype=bool)
@@ -196,23 +199,25 @@ class AuxOL:
 
     @torch.no_grad()
     def _aux_logits(self, inputs: list[torch.Tensor]) -> torch.Tensor:
-        """Auxiliary logits on the CPU, float32 (n, S, S), one per crop input, without changing any state."""
+        """Auxiliary logits on the CPU, float32 (n, S, S), one per crop input, without changing any state.
+
+        The caller holds the learner's lock.
+        """
         if not inputs:
             size = self.config.crop_size
             return torch.zeros((0, size, size))
-        with self._lock:
-            if self.config.predict_batchnorm == "running":
-                self.net.eval()
-                return self._forward(torch.stack(inputs))[:, 0].cpu()
-            # "queue": each crop is normalised with the online batch it would join, as the
-            # published training forward does; the running averages are left untouched.
-            self.net.train()
-            saved_buffers = [buffer.clone() for buffer in self.net.buffers()]
-            queued = self.queue.inputs()
-            newest = [self._forward(torch.stack((queued + [x])[-self.config.queue_length :]))[-1, 0] for x in inputs]
-            for buffer, saved in zip(self.net.buffers(), saved_buffers):
-                buffer.copy_(saved)
-            return torch.stack(newest).cpu()
+        if self.config.predict_batchnorm == "running":
+            self.net.eval()
+            return self._forward(torch.stack(inputs))[:, 0].cpu()
+        # "queue": each crop is normalised with the online batch it would join, as the
+        # published training forward does; the running averages are left untouched.
+        self.net.train()
+        saved_buffers = [buffer.clone() for buffer in self.net.buffers()]
+        queued = self.queue.inputs()
+        newest = [self._forward(torch.stack((queued + [x])[-self.config.queue_length :]))[-1, 0] for x in inputs]
+        for buffer, saved in zip(self.net.buffers(), saved_buffers):
+            buffer.copy_(saved)
+        return torch.stack(newest).cpu()
 
     # -------------------------------------------------------------------- learning
 
@@ -235,24 +240,25 @@ class AuxOL:
                 raise DataError(f"AuxOL.learn: rectified mask of shape {rectified.shape}, image is {image_shape}")
         batches: list[Batch] = []
         new_alphas = []
-        for index, crop in enumerate(prediction.crops):
-            if rectified is not None:
-                alpha = best_alpha(
-                    crop.base_logits, crop.aux_logits, crops.crop(rectified, crop.box),
-                    self.config.alpha_step, self.config.alpha_max,
-                )
-                new_alphas.append(alpha)
-                self.alpha_log.append(
-                    {"image": self.images_seen, "crop": index, "best_alpha": alpha, "used_alpha": prediction.alpha}
-                )
-                self.queue.append(crop.aux_input, crops.aux_target(rectified, crop.box, self.config.crop_size))
-            elif not (self.config.train_on_unrectified and len(self.queue)):
-                continue
-            batches.append(self.queue.stacked())
-        for alpha in new_alphas:  # after the loop: no crop's weight depends on its own image
-            self.alphas.append(alpha)
-        self.images_seen += 1
-        self.images_rectified += int(rectified is not None)
+        with self._lock:  # a predict in another thread reads the online batch and the alphas
+            for index, crop in enumerate(prediction.crops):
+                if rectified is not None:
+                    alpha = best_alpha(
+                        crop.base_logits, crop.aux_logits, crops.crop(rectified, crop.box),
+                        self.config.alpha_step, self.config.alpha_max,
+                    )
+                    new_alphas.append(alpha)
+                    self.alpha_log.append(
+                        {"image": self.images_seen, "crop": index, "best_alpha": alpha, "used_alpha": prediction.alpha}
+                    )
+                    self.queue.append(crop.aux_input, crops.aux_target(rectified, crop.box, self.config.crop_size))
+                elif not (self.config.train_on_unrectified and len(self.queue)):
+                    continue
+                batches.append(self.queue.stacked())
+            for alpha in new_alphas:  # after the loop: no crop's weight depends on its own image
+                self.alphas.append(alpha)
+            self.images_seen += 1
+            self.images_rectified += int(rectified is not None)
         if self._worker is None:
             self._train(batches)
         else:
@@ -277,19 +283,24 @@ class AuxOL:
     # ------------------------------------------------------------------- sessions
 
     def state_dict(self) -> dict[str, Any]:
-        """The whole session: config, weights, optimiser, online batch, alphas, counters, RNG states."""
+        """A copy of the whole session: config, weights, optimiser, online batch, alphas, counters, RNG states.
+
+        Taken after pending background steps and under the learner's lock, so it is never
+        caught in the middle of a prediction or a step in another thread.
+        """
         self.flush()
-        return {
-            "config": self.config.to_dict(),
-            "net": self.net.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "queue": self.queue.state_dict(),
-            "alphas": list(self.alphas.alphas),
-            "alpha_log": [dict(entry) for entry in self.alpha_log],
-            "images_seen": self.images_seen,
-            "images_rectified": self.images_rectified,
-            "rng": global_rng_state(),
-        }
+        with self._lock:
+            return copy.deepcopy({
+                "config": self.config.to_dict(),
+                "net": self.net.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "queue": self.queue.state_dict(),
+                "alphas": list(self.alphas.alphas),
+                "alpha_log": self.alpha_log,
+                "images_seen": self.images_seen,
+                "images_rectified": self.images_rectified,
+                "rng": global_rng_state(),
+            })
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore a :meth:`state_dict` taken from a learner with the same config."""
