@@ -311,6 +311,19 @@ def test_background_learning_applies_the_same_steps_in_order(tmp_path) -> None:
     assert not learner._pending
 
 
+def test_state_dict_is_a_snapshot_that_later_learning_leaves_alone() -> None:
+    learner = AuxOL(StubModel(None), TINY)
+    items = stream(4)
+    run(learner, items[:2])
+    state = learner.state_dict()
+    taken = {key: value.clone() for key, value in state["net"].items()}
+    queued = len(state["queue"]["inputs"])
+    run(learner, items[2:])
+    assert all(torch.equal(state["net"][key], value) for key, value in taken.items())
+    assert len(state["queue"]["inputs"]) == queued and state["images_seen"] == 2
+    assert not all(torch.equal(learner.net.state_dict()[key], value) for key, value in taken.items())
+
+
 def test_auxol_learns_a_systematic_error() -> None:
     """The base mask is the truth eroded by 3 px; after 20 images AuxOL must beat it clearly."""
     config = dataclasses.replace(
