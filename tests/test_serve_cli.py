@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -26,6 +27,16 @@ def test_settings_of_a_new_and_of_a_resumed_session(tmp_path):
         resolve_settings(folder, preset="cpu")
     with pytest.raises(ConfigError, match="holds a session with --model litemedsam, not sam_vit_b"):
         resolve_settings(folder, model="sam_vit_b")
+
+
+def test_config_file_options_go_over_the_preset_and_must_match_on_resume(tmp_path):
+    folder = SessionFolder(tmp_path / "session")
+    new = resolve_settings(folder, auxol_options={"width": 8, "queue_length": 4})
+    assert new.auxol == dataclasses.replace(AuxOLConfig.preset("cpu"), width=8, queue_length=4)
+    folder.write_config(new.to_dict())
+    assert resolve_settings(folder, auxol_options={"width": 8}) == new
+    with pytest.raises(ConfigError, match="differ from --config in queue_length, width"):
+        resolve_settings(folder, auxol_options={"width": 16, "queue_length": 2})
 
 
 def test_the_command_serves_the_session_folder(tmp_path, monkeypatch, capsys):

@@ -10,7 +10,8 @@ import typer
 import uvicorn
 
 from auxol.commands.options import CheckpointOption, DeviceOption, ModelName
-from auxol.commands.stream import PresetName
+from auxol.commands.stream import AUXOL_KEYS, PresetName
+from auxol.io import read_options_file
 from auxol.models import load_model
 from auxol.serve.app import create_app
 from auxol.serve.cache import DEFAULT_CACHE_SIZE
@@ -27,6 +28,9 @@ def serve(
     ] = None,
     checkpoint: CheckpointOption = None,
     preset: Annotated[PresetName | None, typer.Option(help="AuxOL preset (new session: cpu; resumed: its own).")] = None,
+    config: Annotated[
+        Path | None, typer.Option("--config", help="JSON file of AuxOL options over the preset (the keys of 'auxol stream --config').")
+    ] = None,
     device: DeviceOption = None,
     host: Annotated[str, typer.Option(help="Address to listen on; 127.0.0.1 serves this machine only.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port to listen on.")] = 8000,
@@ -38,7 +42,8 @@ def serve(
 ) -> None:
     """Serve an AuxOL session: correct masks in the browser or in Label Studio, and every correction is learned."""
     folder = SessionFolder(session)
-    settings = resolve_settings(folder, getattr(model, "value", model), checkpoint, getattr(preset, "value", preset))
+    auxol_options = read_options_file(config, AUXOL_KEYS) if config else None
+    settings = resolve_settings(folder, getattr(model, "value", model), checkpoint, getattr(preset, "value", preset), auxol_options)
     net = load_model(settings.model, settings.checkpoint, device)
     served = ServeSession.open(folder, net, settings, cache_size)
     app = create_app(served, TaskImages(label_studio_url, os.environ.get(API_KEY_VARIABLE)))

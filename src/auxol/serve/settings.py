@@ -1,7 +1,7 @@
 """What a served session is: its model, weights and AuxOL configuration, and how a restart finds them.
 
 A new session folder takes the options given (defaults: LiteMedSAM, its embedded
-weights, the ``cpu`` preset). A folder that already holds a session (its
+weights, the ``cpu`` preset, whose AuxOL options a ``--config`` file may override). A folder that already holds a session (its
 ``config.json``) resumes it: options left out are read from the folder, and an option
 given with another value is an error, since the saved learner belongs to its model.
 """
@@ -43,14 +43,22 @@ class ServeSettings:
 
 
 def resolve_settings(
-    folder: SessionFolder, model: str | None = None, checkpoint: str | Path | None = None, preset: str | None = None
+    folder: SessionFolder,
+    model: str | None = None,
+    checkpoint: str | Path | None = None,
+    preset: str | None = None,
+    auxol_options: dict[str, Any] | None = None,
 ) -> ServeSettings:
-    """The settings of the session in ``folder``: the saved ones, or new ones from the options (None = default)."""
+    """The settings of the session in ``folder``: the saved ones, or new ones from the options (None = default).
+
+    ``auxol_options``: AuxOL options (:class:`~auxol.online.AuxOLConfig` fields) over the preset's.
+    """
     checkpoint = None if checkpoint is None else str(Path(checkpoint).resolve())
     saved = folder.read_config()
     if saved is None:
         preset = preset or DEFAULT_PRESET
-        return ServeSettings(model or DEFAULT_MODEL, checkpoint, preset, AuxOLConfig.preset(preset))
+        auxol = AuxOLConfig.from_dict({**AuxOLConfig.preset(preset).to_dict(), **(auxol_options or {})})
+        return ServeSettings(model or DEFAULT_MODEL, checkpoint, preset, auxol)
     try:
         settings = ServeSettings.from_dict(saved)
     except (KeyError, TypeError) as error:
@@ -63,4 +71,10 @@ def resolve_settings(
                 f"{folder.root} holds a session with --{option} {kept}, not {value}; "
                 "leave the option out to resume it, or give another --session folder"
             )
+    differing = sorted(key for key, value in (auxol_options or {}).items() if settings.auxol.to_dict()[key] != value)
+    if differing:
+        raise ConfigError(
+            f"{folder.root} holds a session whose AuxOL options differ from --config in {', '.join(differing)}; "
+            "leave --config out to resume it, or give another --session folder"
+        )
     return settings
