@@ -17,6 +17,7 @@ The result is a full SAM-format state dict (the model with its new encoder), whi
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from torch import nn
 from auxol.data import IMAGE_SUFFIXES, read_image
 from auxol.errors import DataError
 from auxol.evaluate.outputs import progress
+from auxol.finetune.report import plot_curve
 from auxol.io import atomic_open, write_csv, write_json
 from auxol.models import PromptableModel
 
@@ -104,7 +106,8 @@ def pretrain(model: PromptableModel, config: PretrainConfig, console: Console | 
     """Pre-train ``model.image_encoder`` in place on the images of ``config.images``; returns the written checkpoint.
 
     Writes ``OUT/pretrained.pth`` (SAM-format state dict of the whole model), ``OUT/log.csv``
-    (step, loss) and ``OUT/config.json``.
+    (step, loss), ``OUT/curve.png``, ``OUT/summary.json`` (steps, images, seconds, mean
+    loss of the first and of the last 10% of steps) and ``OUT/config.json``.
     """
     console = console or Console()
     out = Path(config.out)
@@ -119,7 +122,7 @@ def pretrain(model: PromptableModel, config: PretrainConfig, console: Console | 
     steps_per_epoch = -(-len(paths) // config.batch_size)
     total = min(config.max_steps or 10**12, config.epochs * steps_per_epoch)
     write_json(out / "config.json", config.__dict__)
-    log, step = [], 0
+    log, step, started = [], 0, time.perf_counter()
     with progress(console) as bar:
         task = bar.add_task("pretrain", total=total, status="")
         while step < total:
@@ -131,12 +134,19 @@ def pretrain(model: PromptableModel, config: PretrainConfig, console: Console | 
                 loss.backward()
                 optimizer.step()
                 step += 1
-                log.append({"step": step, "loss": float(loss)})
-                bar.update(task, completed=step, status=f"loss {float(loss):.4f}")
+                log.append({"step": step, "loss": loss.item()})
+                bar.update(task, completed=step, status=f"loss {log[-1]['loss']:.4f}")
                 if step >= total:
                     break
     model.requires_grad_(False)
     with atomic_open(out / "pretrained.pth", "wb") as handle:
         torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, handle)
     write_csv(out / "log.csv", log)
+    plot_curve(log, out / "curve.png", "masked-patch MSE")
+    tenth = max(1, len(log) // 10)
+    write_json(out / "summary.json", {
+        "steps": step, "images": len(paths), "seconds": time.perf_counter() - started,
+        "first_loss": float(np.mean([row["loss"] for row in log[:tenth]])),
+        "last_loss": float(np.mean([row["loss"] for row in log[-tenth:]])),
+    })
     return out / "pretrained.pth"
