@@ -7,6 +7,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from auxol.models import load_model
@@ -43,3 +44,12 @@ def disk_dataset(tmp_path: Path) -> Path:
 def litemedsam():
     """The embedded LiteMedSAM on the CPU, loaded once per test session."""
     return load_model("litemedsam", device="cpu")
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Run a module's tests on one torch thread: tiny networks are fastest so, and the machine's cores are shared."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -24,13 +24,7 @@ from auxol.prompts import Prompt, prompts_from_mask
 
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny networks run fastest on one thread, and the test machine's cores are shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 TINY = AuxOLConfig(width=4, queue_length=4, crop_size=32, alpha_history=2, lr=1e-3, predict_batchnorm="running")

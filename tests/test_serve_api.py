@@ -6,7 +6,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 from auxol.data import read_image, read_mask
 from auxol.evaluate.metrics import dice
@@ -17,13 +16,7 @@ BOX = (55, 45, 125, 115)  # around the disk of disk_image(): centre (90, 80), ra
 PROMPTS = json.dumps([{"box": list(BOX)}])
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The auxiliary network is tiny: one thread is fastest, and the test machine's cores are shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def predict(client, image=None, image_id=None, prompts=PROMPTS):
