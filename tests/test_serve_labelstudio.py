@@ -14,6 +14,7 @@ from typing import ClassVar
 import numpy as np
 import pytest
 
+from auxol.data import read_mask
 from auxol.errors import DataError
 from auxol.evaluate.metrics import dice
 from auxol.prompts import DEFAULT_BOX_MARGIN, prompts_from_mask
@@ -198,9 +199,13 @@ def test_webhook_learns_the_annotation(tmp_path):
         event = {"action": "ANNOTATION_CREATED", "task": task, "annotation": annotation(truth, RECTANGLE), "project": project}
         reply = client.post("/webhook", json=event)
         assert reply.status_code == 200 and reply.json()["status"] == "queued"
-        # An update, and an image never predicted: predicted first from the mask's box, then learned.
-        update = {"action": "ANNOTATION_UPDATED", "task": task, "annotation": annotation(truth), "project": project}
-        assert client.post("/webhook", json=update).json()["status"] == "queued"
+        # An update of a learned image is saved, not learned again; an image never predicted is predicted first from the mask's box.
+        updated_truth = truth.copy()
+        updated_truth[:, :60] = False
+        update = {"action": "ANNOTATION_UPDATED", "task": task, "annotation": annotation(updated_truth), "project": project}
+        assert client.post("/webhook", json=update).json()["status"] == "saved, already learned"
+        key = reply.json()["image_id"]
+        assert np.array_equal(read_mask(tmp_path / "session" / "corrected" / f"{key}.png"), updated_truth)
         fresh = {"id": 8, "data": {"image": str(paths["other"])}}
         created = {"action": "ANNOTATION_CREATED", "task": fresh, "annotation": annotation(other_truth), "project": project}
         assert client.post("/webhook", json=created).json()["status"] == "queued"
@@ -209,10 +214,10 @@ def test_webhook_learns_the_annotation(tmp_path):
         reply = client.post("/webhook", json=wrong)
         assert reply.status_code == 400 and "corrected mask is 200x100 pixels" in reply.json()["error"]
         session.wait()
-        assert client.get("/api/status").json()["images_learned"] == 3
+        assert client.get("/api/status").json()["images_learned"] == 2
     rows = read_rows(tmp_path / "session" / "corrections.csv")
-    assert [row["source"] for row in rows] == ["label-studio"] * 3
+    assert [row["source"] for row in rows] == ["label-studio"] * 2
     assert float(rows[0]["shown_dice"]) == pytest.approx(dice(ellipse_mask((160, 200), BOX), truth))
     [box] = prompts_from_mask(other_truth, "box", box_margin=DEFAULT_BOX_MARGIN)  # the mask's box, 4 px wider per side
     assert box.box == (86.0, 56.0, 154.0, 124.0)
-    assert float(rows[2]["base_dice"]) == pytest.approx(dice(ellipse_mask((160, 200), box.box), other_truth))  # 0.861
+    assert float(rows[1]["base_dice"]) == pytest.approx(dice(ellipse_mask((160, 200), box.box), other_truth))  # 0.861

@@ -20,9 +20,12 @@ points drawn with a smart tool) or else from the rectangles and key points of th
 task's first annotation or prediction that has any. A task without prompts gets an empty
 result. An annotation received by the webhook is learned from the brush mask (the union
 of its brush regions) against the mask last shown for the image; when none is waiting
-(the image was never predicted, or its prediction was already learned, as for an
-update), the image is first predicted from the annotation's rectangles and key points,
-or from boxes around the mask (:func:`auxol.prompts.prompts_from_mask`).
+because the image was never predicted, it is first predicted from the annotation's
+rectangles and key points, or from boxes around the mask
+(:func:`auxol.prompts.prompts_from_mask`). An image is learned once: an update of an
+annotation already learned replaces ``corrected/<id>.png`` but is not learned again,
+since a new prediction of the image would already know its label (its fusion weight
+would leak into the alpha history).
 """
 
 from __future__ import annotations
@@ -149,6 +152,9 @@ class LabelStudioBackend:
         regions = event.annotation.result
         key = self._task_image(event.task, config)
         corrected = self.session.check_correction(key, mask_from_results(regions))
+        if not self.session.has_prediction(key) and self.session.folder.has_corrected(key):
+            self.session.folder.save_corrected(key, corrected)
+            return {"status": "saved, already learned", "image_id": key, "learning_queue": self.session.queued()}
         if not self.session.has_prediction(key):
             height, width = corrected.shape
             prompts = prompts_from_results(regions, height, width)

@@ -87,6 +87,10 @@ class SessionFolder:
     def save_corrected(self, image_id: str, mask: np.ndarray) -> None:
         write_mask_png(self._path("corrected", image_id), mask)
 
+    def has_corrected(self, image_id: str) -> bool:
+        """Whether a corrected mask was received for ``image_id``."""
+        return self._path("corrected", image_id).is_file()
+
     def _read_corrections(self) -> list[dict[str, str]]:
         if not self.corrections_path.is_file():
             return []
