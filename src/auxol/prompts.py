@@ -36,6 +36,9 @@ Point = tuple[float, float]
 DEFAULT_BOX_MARGIN = 0.02
 """Default margin of boxes derived from masks, as a fraction of the image's long side."""
 
+PromptKind = Literal["box", "point"]
+"""Prompts derived from a mask: its components' boxes, or one point per component."""
+
 
 @dataclass(frozen=True)
 class Prompt:
@@ -124,7 +127,7 @@ def _inner_centroid(region: np.ndarray) -> Point:
 
 
 def prompts_from_mask(
-    mask: np.ndarray, kind: Literal["box", "point"] = "box", min_size: int = 16, box_margin: float = 0.0
+    mask: np.ndarray, kind: PromptKind = "box", min_size: int = 16, box_margin: float = 0.0
 ) -> list[Prompt]:
     """One prompt per component of ``mask`` (see :func:`components`), in component order.
 

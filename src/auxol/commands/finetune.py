@@ -19,6 +19,11 @@ from auxol.models import DEFAULT_MODEL
 from auxol.prompts import DEFAULT_BOX_MARGIN
 
 
+# The choices below mirror auxol.finetune's METHODS, PARTS, PromptMode and EmptyPolicy, spelled
+# out because importing auxol.finetune (peft, the trainer) would add ~6 s to every CLI start;
+# the library checks each value again (FinetuneConfig: method, parts; auxol.finetune.data: prompt, empty).
+
+
 class MethodName(str, Enum):
     vanilla = "vanilla"
     lora = "lora"

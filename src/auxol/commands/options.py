@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, get_args
 
 import typer
 
+from auxol import prompts
 from auxol.errors import ConfigError
 from auxol.models import MODELS
 
 
-class PromptKind(str, Enum):
-    box = "box"
-    point = "point"
+def choices(name: str, values: Iterable[str]) -> type[Enum]:
+    """A str Enum of ``values`` (member names = values) for a Typer option, so the CLI offers the library's own choices."""
+    return Enum(name, {value: value for value in values}, type=str)
 
 
-ModelName = Enum("ModelName", {name: name for name in MODELS}, type=str)
+PromptKind = choices("PromptKind", get_args(prompts.PromptKind))
+ModelName = choices("ModelName", MODELS)
 
 ModelOption = Annotated[ModelName, typer.Option("--model", "-m", help="Foundation model.")]
 CheckpointOption = Annotated[

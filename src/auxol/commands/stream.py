@@ -10,36 +10,28 @@ run writes the resolved options to ``OUT/config.json``.
 from __future__ import annotations
 
 import dataclasses
-from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, get_args
 
 import typer
 from rich.console import Console
 
-from auxol.commands.options import CheckpointOption, DeviceOption, ModelOption, PromptKind
+from auxol.commands.options import CheckpointOption, DeviceOption, ModelOption, PromptKind, choices
+from auxol.data import noise
 from auxol.data.phantoms import generate_phantoms
 from auxol.evaluate.report import summary_table
 from auxol.evaluate.stream import StreamOptions, StreamRunner, StreamSettings
 from auxol.io import read_options_file
 from auxol.models import DEFAULT_MODEL, default_checkpoint, load_model
 from auxol.online import DEFAULT_PRESET, PRESETS, AuxOLConfig
+from auxol.online.config import BatchNormStatistics
 
 AUXOL_KEYS = frozenset(field.name for field in dataclasses.fields(AuxOLConfig))
 STREAM_KEYS = frozenset(field.name for field in dataclasses.fields(StreamOptions))
 
-PresetName = Enum("PresetName", {name: name for name in PRESETS}, type=str)
-
-
-class NoiseKind(str, Enum):
-    dilate = "dilate"
-    erode = "erode"
-    either = "either"
-
-
-class BatchNormMode(str, Enum):
-    queue = "queue"
-    running = "running"
+PresetName = choices("PresetName", PRESETS)
+NoiseKind = choices("NoiseKind", get_args(noise.NoiseKind))
+BatchNormMode = choices("BatchNormMode", get_args(BatchNormStatistics))
 
 
 def _option(help_text: str, *names: str) -> Any:

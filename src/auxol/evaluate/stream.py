@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
@@ -42,7 +42,7 @@ from auxol.evaluate.outputs import mask_path, progress, valid_pairs
 from auxol.io import write_image_png, write_json, write_mask_png
 from auxol.models import PromptableModel
 from auxol.online import AuxOL, AuxOLConfig, Prediction
-from auxol.prompts import Prompt, components, prompts_from_mask, shift_box
+from auxol.prompts import Prompt, PromptKind, components, prompts_from_mask, shift_box
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,7 @@ class StreamOptions:
             of the component's bounding box (the paper's crop for a box prompt).
     """
 
-    prompt: Literal["box", "point"] = "box"
+    prompt: PromptKind = "box"
     min_size: int = 16
     box_margin: float = 0.0
     prompt_noise: float = 0.0

@@ -13,6 +13,9 @@ from typing import Any, Literal
 
 from auxol.errors import ConfigError
 
+BatchNormStatistics = Literal["queue", "running"]
+"""BatchNorm statistics the auxiliary network predicts with: the online batch's, or the running averages."""
+
 
 @dataclass(frozen=True)
 class AuxOLConfig:
@@ -55,7 +58,7 @@ class AuxOLConfig:
     weight_decay: float = 5e-4
     steps_per_image: int = 1
     train_on_unrectified: bool = True
-    predict_batchnorm: Literal["queue", "running"] = "queue"
+    predict_batchnorm: BatchNormStatistics = "queue"
     bn_momentum: float = 0.1
     alpha_step: float = 0.05
     alpha_max: float = 1.0
