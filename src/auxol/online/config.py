@@ -46,6 +46,22 @@ class AuxOLConfig:
             foundation model's mask; off = empty there (the published "box cut").
         bf16: run the auxiliary network under bfloat16 autocast.
         channels_last: keep the auxiliary network's activations in channels-last layout.
+        click_box: turn each click (a prompt of foreground points only) into a box for
+            the foundation model, its extent learned from the corrected objects (see
+            :mod:`auxol.online.clicks`); for box-only models such as LiteMedSAM and MedSAM,
+            which return empty masks for a click. Off: the click goes to the model as is.
+        click_candidates: candidate boxes per click, segmented in one batch; the most
+            stable mask picks one (1: a single box, the median extent once learned).
+        click_extent_min, click_extent_max: until ``click_min_objects`` objects are
+            corrected, the candidates are square boxes whose sides lie between these
+            fractions of the image's long side from the click (geometric spacing).
+        click_min_objects: corrected objects needed before candidates from their extents
+            (quantiles over the 10th-90th percentile) replace the default ones.
+        click_history: the learned candidates use the last N corrected objects.
+        click_refine: times the box is re-fitted to the foundation model's own mask for
+            it (the mask's box plus 2% of the long side) and the model asked again.
+        click_channel: give the auxiliary network the prompt's position as one more input
+            channel (a Gaussian at the click, or at a box prompt's centre).
         seed: seeds Python, NumPy and PyTorch when the learner is created.
         deterministic: ``torch.use_deterministic_algorithms`` (warn only) when created.
     """
@@ -67,6 +83,14 @@ class AuxOLConfig:
     keep_base_outside_crop: bool = False
     bf16: bool = False
     channels_last: bool = False
+    click_box: bool = False
+    click_candidates: int = 6
+    click_extent_min: float = 0.04
+    click_extent_max: float = 0.5
+    click_min_objects: int = 3
+    click_history: int = 32
+    click_refine: int = 1
+    click_channel: bool = False
     seed: int = 1234
     deterministic: bool = True
 
@@ -84,6 +108,13 @@ class AuxOLConfig:
             raise ConfigError(
                 f"AuxOL option predict_batchnorm: must be 'queue' or 'running', got {self.predict_batchnorm!r}"
             )
+        if not 0 < self.click_extent_min <= self.click_extent_max <= 1:
+            raise ConfigError(
+                "AuxOL options click_extent_min, click_extent_max: need 0 < min <= max <= 1, "
+                f"got {self.click_extent_min}, {self.click_extent_max}"
+            )
+        if self.click_min_objects < 0 or self.click_refine < 0 or self.click_history < 1 or self.click_candidates < 1:
+            raise ConfigError("AuxOL options click_min_objects, click_refine: must be >= 0; click_history, click_candidates: >= 1")
         if self.crop_margin < 0 or self.weight_decay < 0 or not 0 <= self.bn_momentum <= 1:
             raise ConfigError("AuxOL options crop_margin, weight_decay: must be >= 0; bn_momentum: in [0, 1]")
 

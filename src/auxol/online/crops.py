@@ -74,16 +74,26 @@ def crop_resize(array: np.ndarray, box: PixelBox, size: int) -> np.ndarray:
     return cv2.resize(region, (size, size), interpolation=interpolation)
 
 
-def aux_input(image: np.ndarray, base_mask: np.ndarray, box: PixelBox, size: int, four_channel: bool) -> torch.Tensor:
-    """The auxiliary network's input for one crop: float32 (3 or 4, size, size) in [0, 1].
+def aux_input(
+    image: np.ndarray,
+    base_mask: np.ndarray,
+    box: PixelBox,
+    size: int,
+    four_channel: bool,
+    click_plane: np.ndarray | None = None,
+) -> torch.Tensor:
+    """The auxiliary network's input for one crop: float32 (3, 4 or 5, size, size) in [0, 1].
 
     Channels: R, G, B of the uint8 (H, W, 3) ``image`` divided by 255, then (if
-    ``four_channel``) the bool (H, W) ``base_mask``. The image is not masked by the 4th
-    channel (the published code's RGBA resize premultiplied it).
+    ``four_channel``) the bool (H, W) ``base_mask``, then (if given) ``click_plane``, a
+    float (size, size) map in [0, 1] already on the resized crop. The image is not masked
+    by the 4th channel (the published code's RGBA resize premultiplied it).
     """
     planes = np.dstack([image, base_mask.astype(np.float32) * 255]) if four_channel else image
     resized = crop_resize(planes, box, size) / 255.0
-    return torch.from_numpy(np.ascontiguousarray(resized.transpose(2, 0, 1)))
+    if click_plane is not None:
+        resized = np.dstack([resized, click_plane])
+    return torch.from_numpy(np.ascontiguousarray(resized.transpose(2, 0, 1), dtype=np.float32))
 
 
 def aux_target(rectified: np.ndarray, box: PixelBox, size: int) -> torch.Tensor:

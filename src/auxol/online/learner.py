@@ -25,16 +25,19 @@ from torch import nn
 
 from auxol.errors import DataError
 from auxol.models import Embedding, PromptableModel
-from auxol.online import crops
+from auxol.online import clicks, crops
 from auxol.online.config import DEFAULT_PRESET, AuxOLConfig
 from auxol.online.fusion import AlphaHistory, best_alpha, fused_logits
 from auxol.online.loss import structure_loss
 from auxol.online.queue import OnlineBatch
 from auxol.online.session import global_rng_state, read_session, seed_everything, set_global_rng_state, write_session
 from auxol.online.unet import AuxUNet
-from auxol.prompts import Prompt
+from auxol.prompts import DEFAULT_BOX_MARGIN, Box, Point, Prompt
 
 Batch = tuple[torch.Tensor, torch.Tensor]
+
+CLICK_SIGMA = 0.1
+"""Spread of the click channel's Gaussian, as a fraction of the crop side."""
 
 
 @dataclass
@@ -44,10 +47,12 @@ class Crop:
     Attributes:
         box: crop box (x1, y1, x2, y2) in image pixels, inclusive; the crop is (h, w).
         aux_input: float32 (C, S, S) auxiliary input in [0, 1].
-        base_logits: float32 (h, w) foundation-model logits on the crop.
+        base_logits: float32 (h, w) foundation-model logits on the crop (for a click
+            turned into a box: the model's logits for that box).
         aux_logits: float32 (h, w) auxiliary logits resized to the crop.
         fused_prob: float32 (h, w) probability the mask was thresholded from (> 0.5);
             the foundation model's sigmoid while no fusion weight exists.
+        click: the click (x, y) this crop's box was estimated from, or ``None``.
     """
 
     box: crops.PixelBox
@@ -55,6 +60,7 @@ class Crop:
     base_logits: np.ndarray
     aux_logits: np.ndarray
     fused_prob: np.ndarray
+    click: Point | None = None
 
 
 @dataclass
@@ -62,24 +68,35 @@ class Prediction:
     """What :meth:`AuxOL.predict` returns for one image of size (H, W) with N prompts.
 
     Attributes:
-        base_logits: float32 (N, H, W) foundation-model logits per prompt.
+        base_logits: float32 (N, H, W) foundation-model logits per prompt as given.
         base_mask: bool (H, W) union of ``base_logits > 0``: the raw foundation model.
-        boxcut_mask: bool (H, W) the foundation model's masks kept inside their crop
-            boxes only (the published assembly without learning).
+        fm_mask: bool (H, W) union of the foundation model's masks that AuxOL fuses:
+            ``base_mask``, except that a click turned into a box (``click_box``) gives the
+            model's mask for that box; no learned network is involved.
+        boxcut_mask: bool (H, W) the foundation model's masks (those of ``fm_mask``) kept
+            inside their crop boxes only (the published assembly without learning).
         aux_prob: float32 (S, S) auxiliary probabilities, one per crop.
         mask: bool (H, W) AuxOL's final mask.
         alpha: fusion weight used (weight of the foundation model), or ``None`` while
             too few alphas exist and the foundation model is used alone.
         crops: one :class:`Crop` per prompt.
+        click_boxes: per prompt, the box (x1, y1, x2, y2) the foundation model was given
+            for its click, or ``None`` (not a click, or ``click_box`` off).
+        click_extent: ``"default"`` when the clicks' boxes had the fixed default extent
+            (too few corrected objects yet), ``"learned"`` when it came from them,
+            ``None`` when no click was turned into a box.
     """
 
     base_logits: np.ndarray
     base_mask: np.ndarray
+    fm_mask: np.ndarray
     boxcut_mask: np.ndarray
     aux_prob: list[np.ndarray]
     mask: np.ndarray
     alpha: float | None
     crops: list[Crop]
+    click_boxes: list[Box | None]
+    click_extent: clicks.ExtentSource | None
 
 
 class AuxOL:
@@ -102,7 +119,8 @@ class AuxOL:
         seed_everything(self.config.seed)
         torch.use_deterministic_algorithms(self.config.deterministic, warn_only=True)
         self.device = model.device
-        self.net = AuxUNet(in_channels=4 if self.config.four_channel else 3, width=self.config.width).to(self.device)
+        in_channels = 3 + int(self.config.four_channel) + int(self.config.click_channel)
+        self.net = AuxUNet(in_channels=in_channels, width=self.config.width).to(self.device)
         for module in self.net.modules():
             if isinstance(module, nn.BatchNorm2d):
                 module.momentum = self.config.bn_momentum
@@ -114,6 +132,10 @@ class AuxOL:
         self.queue = OnlineBatch(self.config.queue_length)
         self.alphas = AlphaHistory(self.config.alpha_history)
         self.alpha_log: list[dict[str, Any]] = []
+        self.extents = clicks.ExtentEstimator(
+            (self.config.click_extent_min, self.config.click_extent_max), self.config.click_candidates,
+            self.config.click_min_objects, self.config.click_history,
+        )
         self.images_seen = 0
         self.images_rectified = 0
         self._lock = threading.Lock()  # guards the network, optimiser, online batch, alphas and counters
@@ -136,7 +158,9 @@ class AuxOL:
             prompts: one prompt per object, in image pixels.
             embedding: the image's ``model.embed`` output, to skip the image encoder.
             base_logits: float32 (N, H, W) foundation-model logits for ``prompts``, to
-                skip the foundation model altogether (e.g. cached from a previous run).
+                skip the foundation model for them (e.g. cached from a previous run). A
+                click turned into a box (``click_box``) is still decoded: with
+                ``embedding``, or the image is embedded.
         """
         image = np.asarray(image)
         if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
@@ -145,15 +169,25 @@ class AuxOL:
         for prompt in prompts:
             prompt.check_inside(height, width)
         if base_logits is None:
+            if prompts and embedding is None:
+                embedding = self.model.embed(image)
             base_logits = self._foundation_logits(image, prompts, embedding)
         if base_logits.shape != (len(prompts), height, width):
             expected = (len(prompts), height, width)
             raise DataError(f"AuxOL.predict: base_logits of shape {base_logits.shape}, expected {expected}")
 
-        boxes = [crops.crop_box(p, logits, self.config.crop_margin) for p, logits in zip(prompts, base_logits)]
+        points = [clicks.click_of(prompt) if self.config.click_box else None for prompt in prompts]
+        fm_logits, click_boxes, click_extent = self._click_logits(image, points, base_logits, embedding)
+        boxes = [
+            crops.crop_box(prompt if box is None else Prompt.from_box(box), logits, self.config.crop_margin)
+            for prompt, box, logits in zip(prompts, click_boxes, fm_logits)
+        ]
         inputs = [
-            crops.aux_input(image, logits > 0, box, self.config.crop_size, self.config.four_channel)
-            for logits, box in zip(base_logits, boxes)
+            crops.aux_input(
+                image, logits > 0, box, self.config.crop_size, self.config.four_channel,
+                self._click_plane(prompt, point, box) if self.config.click_channel else None,
+            )
+            for prompt, point, logits, box in zip(prompts, points, fm_logits, boxes)
         ]
         with self._lock:  # the weights, the online batch and the alphas of one moment
             aux_logits = self._aux_logits(inputs)
@@ -163,26 +197,82 @@ class AuxOL:
         boxcut_mask = np.zeros((height, width), dtype=bool)
         covered = np.zeros((height, width), dtype=bool)
         predicted: list[Crop] = []
-        for box, aux_input, logits, aux in zip(boxes, inputs, base_logits, aux_logits):
+        for box, aux_input, logits, aux, point in zip(boxes, inputs, fm_logits, aux_logits, points):
             base_crop = crops.crop(logits, box)
             aux_crop = crops.resize_to_box(aux, box)
             fused = base_crop if alpha is None else fused_logits(base_crop, aux_crop, alpha)
             crops.paste(mask, fused > 0, box)
             crops.paste(boxcut_mask, base_crop > 0, box)
             crops.paste(covered, np.ones(base_crop.shape, dtype=bool), box)
-            predicted.append(Crop(box, aux_input, base_crop, aux_crop, expit(fused)))
-        base_mask = (base_logits > 0).any(axis=0)
+            predicted.append(Crop(box, aux_input, base_crop, aux_crop, expit(fused), point))
+        fm_mask = (fm_logits > 0).any(axis=0)
         if self.config.keep_base_outside_crop:
-            mask |= base_mask & ~covered
+            mask |= fm_mask & ~covered
         return Prediction(
             base_logits=base_logits,
-            base_mask=base_mask,
+            base_mask=(base_logits > 0).any(axis=0),
+            fm_mask=fm_mask,
             boxcut_mask=boxcut_mask,
             aux_prob=[torch.sigmoid(aux).numpy() for aux in aux_logits],
             mask=mask,
             alpha=alpha,
             crops=predicted,
+            click_boxes=click_boxes,
+            click_extent=click_extent,
         )
+
+    def _foundation_logits(self, image: np.ndarray, prompts: list[Prompt], embedding: Embedding | None) -> np.ndarray:
+        if not prompts:
+            return np.zeros((0, *image.shape[:2]), dtype=np.float32)
+        return self.model.segment_many(embedding, prompts)
+
+    def _click_logits(
+        self, image: np.ndarray, points: list[Point | None], base_logits: np.ndarray, embedding: Embedding | None
+    ) -> tuple[np.ndarray, list[Box | None], clicks.ExtentSource | None]:
+        """The foundation model's logits to fuse: ``base_logits`` with each click's map replaced by its box's.
+
+        Returns (logits float32 (N, H, W), the box given for each click or ``None``, where
+        the extents came from). Each click's candidate boxes (:class:`clicks.ExtentEstimator`)
+        are segmented in one batch, the most stable mask picks one, and that box is
+        re-fitted ``click_refine`` times to the model's mask for it.
+        """
+        clicked = [index for index, point in enumerate(points) if point is not None]
+        if not clicked:
+            return base_logits, [None] * len(points), None
+        height, width = base_logits.shape[1:]
+        if embedding is None:
+            embedding = self.model.embed(image)
+        with self._lock:
+            candidates, source = self.extents.estimate()
+        boxes, logits = [], []
+        for index in clicked:
+            tried = [clicks.click_box(points[index], extents, height, width) for extents in candidates]
+            tried_logits = self.model.segment_many(embedding, [Prompt.from_box(box) for box in tried])
+            best = int(np.argmax([clicks.stability(candidate) for candidate in tried_logits]))
+            boxes.append(tried[best])
+            logits.append(tried_logits[best])
+        for _ in range(self.config.click_refine):
+            boxes = [
+                clicks.refine_box(box_logits, points[index], DEFAULT_BOX_MARGIN) or box
+                for index, box, box_logits in zip(clicked, boxes, logits)
+            ]
+            logits = self.model.segment_many(embedding, [Prompt.from_box(box) for box in boxes])
+        fm_logits = base_logits.copy()
+        fm_logits[clicked] = logits
+        click_boxes: list[Box | None] = [None] * len(points)
+        for index, box in zip(clicked, boxes):
+            click_boxes[index] = box
+        return fm_logits, click_boxes, source
+
+    def _click_plane(self, prompt: Prompt, point: Point | None, box: crops.PixelBox) -> np.ndarray:
+        """The click channel of one crop: a Gaussian at the click, a box prompt's centre, or the mean of its points."""
+        if point is None:
+            if prompt.box is not None:
+                x1, y1, x2, y2 = prompt.box
+                point = ((x1 + x2) / 2, (y1 + y2) / 2)
+            else:
+                point = tuple(np.mean(prompt.points, axis=0))
+        return clicks.click_map(point, box, self.config.crop_size, CLICK_SIGMA)
 
     def _foundation_logits(self, image: np.ndarray, prompts: list[Prompt], embedding: Embedding | None) -> np.ndarray:
         if not prompts:
@@ -230,7 +320,8 @@ class AuxOL:
                 the image was not rectified.
 
         For each crop with a rectified mask: record its best fusion weight, append it to
-        the online batch, and take ``steps_per_image`` optimiser steps on the batch. Without
+        the online batch (and, for a click, the extent of the rectified object under it to
+        the click-box estimator), and take ``steps_per_image`` optimiser steps on the batch. Without
         a mask, only the steps on the existing batch (if ``train_on_unrectified``).
         """
         if rectified is not None:
@@ -252,6 +343,9 @@ class AuxOL:
                         {"image": self.images_seen, "crop": index, "best_alpha": alpha, "used_alpha": prediction.alpha}
                     )
                     self.queue.append(crop.aux_input, crops.aux_target(rectified, crop.box, self.config.crop_size))
+                    extents = None if crop.click is None else clicks.object_extents(rectified, crop.click)
+                    if extents is not None:
+                        self.extents.add(extents)
                 elif not (self.config.train_on_unrectified and len(self.queue)):
                     continue
                 batches.append(self.queue.stacked())
@@ -297,6 +391,7 @@ class AuxOL:
                 "queue": self.queue.state_dict(),
                 "alphas": list(self.alphas.alphas),
                 "alpha_log": self.alpha_log,
+                "click_objects": self.extents.state_dict(),
                 "images_seen": self.images_seen,
                 "images_rectified": self.images_rectified,
                 "rng": global_rng_state(),
@@ -310,6 +405,7 @@ class AuxOL:
         self.queue.load_state_dict(state["queue"])
         self.alphas.alphas = list(state["alphas"])
         self.alpha_log = [dict(entry) for entry in state["alpha_log"]]
+        self.extents.load_state_dict(state.get("click_objects", {"objects": []}))  # sessions from before click_box
         self.images_seen = state["images_seen"]
         self.images_rectified = state["images_rectified"]
         set_global_rng_state(state["rng"])
