@@ -1,12 +1,18 @@
-"""Synthetic ultrasound phantoms: a stream of medical-looking images whose truth a base model gets systematically wrong.
+"""Synthetic phantoms: streams of medical-looking images whose truth a base model gets systematically wrong.
 
-Each phantom is a B-mode-like image (speckle over smooth tissue, darker with depth) with
+``ultrasound``: each phantom is a B-mode-like image (speckle over smooth tissue, darker with depth) with
 one hypoechoic lesion. The lesion has a dark core and, around it, a faint rim that is
 only a little darker than the tissue; the truth is core + rim. A box prompt from the
 truth encloses the whole lesion, yet a foundation model outlines the dark core: its
 masks are consistently too small (LiteMedSAM: Dice about 0.8). The error is the same
 on every image, so an auxiliary network can learn it online, which is what the
 ``auxol demo`` stream shows.
+
+``vessels``: a fundus-like photograph (a bright disc on black, smooth reddish
+background) crossed by a tree of thin dark vessels, 1.5 to 3.5 px wide; the truth is the
+vessels. A box prompt of the whole tree covers most of the image, and a foundation model
+returns a blob (LiteMedSAM: Dice about 0.2); a crop of the whole box squeezed to 64 px
+keeps no vessel, so the auxiliary network can learn them only at a finer resolution.
 
 Image ``index`` of a stream depends only on ``(seed, index, size)``: the first 12
 phantoms of a 60-image stream are the 12 phantoms of a 12-image stream.
@@ -25,8 +31,8 @@ import numpy as np
 from auxol.errors import ConfigError
 from auxol.io import write_image_png, write_mask_png
 
-PhantomKind = Literal["ultrasound"]
-KINDS: tuple[str, ...] = ("ultrasound",)
+PhantomKind = Literal["ultrasound", "vessels"]
+KINDS: tuple[str, ...] = ("ultrasound", "vessels")
 
 CORE_INTENSITY = 0.12
 """Mean echo of the lesion core, as a fraction of the surrounding tissue's."""
@@ -41,9 +47,10 @@ class Phantom:
     """One synthetic image with its truth.
 
     Attributes:
-        image: uint8 (H, W, 3) gray image repeated in R, G and B.
-        mask: bool (H, W), the truth: the lesion core and its rim.
-        core: bool (H, W), the dark core alone (a subset of ``mask``).
+        image: uint8 (H, W, 3) RGB image (ultrasound: gray repeated in R, G and B).
+        mask: bool (H, W), the truth: the lesion core and its rim, or the vessels.
+        core: bool (H, W), the dark core alone (a subset of ``mask``); for vessels, the
+            vessels wider than 2.5 px.
     """
 
     image: np.ndarray
@@ -114,13 +121,61 @@ def ultrasound_phantom(seed: int, index: int, size: int = 256) -> Phantom:
     return Phantom(image=np.repeat(gray[:, :, None], 3, axis=2), mask=mask, core=core)
 
 
+VESSEL_WIDTH = (1.5, 3.5)
+"""Range of vessel widths in pixels (trunks widest, thinning at each branching)."""
+
+
+def _vessel_tree(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Width map float32 (size, size) of a random branching vessel tree (0 off the vessels), and its centre (x, y).
+
+    Four trunks leave a point near the centre; each is a random walk with smooth
+    turning that branches a few times, and each branch is thinner than its parent.
+    """
+    width_map = np.zeros((size, size), np.float32)
+    centre = rng.uniform(0.4, 0.6, size=2) * size
+    stack = [(centre[0], centre[1], angle, VESSEL_WIDTH[1], 0) for angle in rng.uniform(0, 2 * np.pi) + np.arange(4) * np.pi / 2]
+    step = size / 64
+    while stack:
+        x, y, angle, width, depth = stack.pop()
+        for index in range(int(rng.uniform(20, 45))):
+            angle += rng.normal(0, 0.12)
+            nx, ny = x + step * np.cos(angle), y + step * np.sin(angle)
+            cv2.line(width_map, (round(x * 8), round(y * 8)), (round(nx * 8), round(ny * 8)), float(width), thickness=max(1, round(width)), shift=3)
+            x, y = nx, ny
+            if not (0 <= x < size and 0 <= y < size):
+                break
+            if depth < 4 and index > 6 and rng.uniform() < 0.08:
+                child = max(VESSEL_WIDTH[0], width * 0.75)
+                stack.append((x, y, angle + rng.choice((-1, 1)) * rng.uniform(0.4, 0.9), child, depth + 1))
+                width = max(VESSEL_WIDTH[0], width * 0.85)
+    return width_map, centre
+
+
+def vessel_phantom(seed: int, index: int, size: int = 256) -> Phantom:
+    """Phantom ``index`` of the vessel stream with ``seed``: a size x size fundus-like image, see the module docstring."""
+    rng = np.random.default_rng([seed, index, 1])
+    width_map, _ = _vessel_tree(rng, size)
+    mask = width_map > 0
+    ys, xs = np.mgrid[0:size, 0:size].astype(np.float32)
+    disc = np.hypot(xs - size / 2, ys - size / 2) <= 0.48 * size
+    shading = 0.75 + 0.2 * _smooth_noise(rng, size, size / 6) - 0.3 * (np.hypot(xs - size / 2, ys - size / 2) / size)
+    contrast = np.clip(cv2.GaussianBlur(mask.astype(np.float32), (0, 0), 0.7) * 1.2, 0, 1)
+    red = 0.85 * shading * (1 - 0.25 * contrast)
+    green = 0.45 * shading * (1 - 0.55 * contrast)
+    blue = 0.2 * shading * (1 - 0.4 * contrast)
+    rgb = np.dstack([red, green, blue]) * disc[:, :, None] + rng.normal(0, 0.02, (size, size, 3))
+    image = np.clip(255 * rgb, 0, 255).astype(np.uint8)
+    return Phantom(image=image, mask=mask & disc, core=(width_map > 2.5) & disc)
+
+
 def phantom_stream(n: int, kind: PhantomKind = "ultrasound", seed: int = 0, size: int = 256) -> list[Phantom]:
     """The first ``n`` phantoms of the stream (``kind``, ``seed``), in memory."""
     if kind not in KINDS:
         raise ConfigError(f"unknown phantom kind {kind!r}; choose one of: {', '.join(KINDS)}")
     if n < 1 or size < 64:
         raise ConfigError(f"phantoms need n >= 1 and size >= 64, got n={n}, size={size}")
-    return [ultrasound_phantom(seed, index, size) for index in range(n)]
+    make = ultrasound_phantom if kind == "ultrasound" else vessel_phantom
+    return [make(seed, index, size) for index in range(n)]
 
 
 def generate_phantoms(out_dir: str | os.PathLike, n: int, kind: PhantomKind = "ultrasound", seed: int = 0, size: int = 256) -> Path:

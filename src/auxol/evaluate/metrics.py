@@ -94,3 +94,19 @@ def score(pred: np.ndarray, truth: np.ndarray, smooth: float = 0.0, spacing: Seq
         "hd": hausdorff(pred, truth, spacing=spacing),
         "hd95": hausdorff(pred, truth, percentile=95, spacing=spacing),
     }
+
+
+ACCEPT_LEVELS = (0.90, 0.95)
+"""Dice levels at which a shown mask counts as accepted without correction (effort metrics)."""
+
+
+def changed_pixels(shown: np.ndarray, corrected: np.ndarray) -> tuple[int, float]:
+    """The correction's effort: pixels that differ between the shown and the corrected mask.
+
+    Returns (|shown XOR corrected| in pixels, that count divided by the corrected
+    object's area |corrected|, or by 1 when it is empty). 0 and 0.0 mean the shown mask
+    was accepted as it was; 1.0 means as many pixels changed as the object has.
+    """
+    shown, corrected = _binary_pair(shown, corrected)
+    changed = int(np.count_nonzero(shown ^ corrected))
+    return changed, changed / max(int(np.count_nonzero(corrected)), 1)

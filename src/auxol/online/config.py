@@ -62,6 +62,13 @@ class AuxOLConfig:
             it (the mask's box plus 2% of the long side) and the model asked again.
         click_channel: give the auxiliary network the prompt's position as one more input
             channel (a Gaussian at the click, or at a box prompt's centre).
+        min_width: keep the corrected structures at least this many pixels wide in the
+            auxiliary input (thin vessels, ducts): once an image is corrected, a crop that
+            would shrink them below it is cut into tiles, each resized less (up to the
+            image's own resolution); their width is the median over the last 32 corrected
+            masks of 2 * area / boundary. 0 = off: every crop is one input, however large.
+        max_tiles: the most tiles per prompt (cost bound); beyond it the tiles grow and
+            the resolution drops below ``min_width``.
         seed: seeds Python, NumPy and PyTorch when the learner is created.
         deterministic: ``torch.use_deterministic_algorithms`` (warn only) when created.
     """
@@ -91,6 +98,8 @@ class AuxOLConfig:
     click_history: int = 32
     click_refine: int = 1
     click_channel: bool = False
+    min_width: float = 0.0
+    max_tiles: int = 16
     seed: int = 1234
     deterministic: bool = True
 
@@ -115,6 +124,8 @@ class AuxOLConfig:
             )
         if self.click_min_objects < 0 or self.click_refine < 0 or self.click_history < 1 or self.click_candidates < 1:
             raise ConfigError("AuxOL options click_min_objects, click_refine: must be >= 0; click_history, click_candidates: >= 1")
+        if self.min_width < 0 or self.max_tiles < 1:
+            raise ConfigError(f"AuxOL options min_width: must be >= 0, got {self.min_width}; max_tiles: >= 1, got {self.max_tiles}")
         if self.crop_margin < 0 or self.weight_decay < 0 or not 0 <= self.bn_momentum <= 1:
             raise ConfigError("AuxOL options crop_margin, weight_decay: must be >= 0; bn_momentum: in [0, 1]")
 

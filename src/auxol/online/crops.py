@@ -52,6 +52,47 @@ def crop_box(prompt: Prompt, base_logits: np.ndarray, margin: float = 0.0) -> Pi
     return pixel_box(widen_box(hull_box, POINT_CROP_WIDEN, height, width), height, width)
 
 
+def structure_width(mask: np.ndarray) -> float | None:
+    """The typical width in pixels of the structures in bool (H, W) ``mask``: 2 * area / boundary length.
+
+    The boundary is the number of foreground pixels with a background 4-neighbour (or on
+    the image border). A tube of width w gives about w, a disc of radius r about r; ``None``
+    for an empty mask.
+    """
+    mask = np.asarray(mask, dtype=bool)
+    if not mask.any():
+        return None
+    inner = cv2.erode(mask.astype(np.uint8), np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], np.uint8), borderType=cv2.BORDER_CONSTANT, borderValue=0)
+    boundary = np.count_nonzero(mask) - np.count_nonzero(inner)
+    return 2 * np.count_nonzero(mask) / boundary
+
+
+def tiles(box: PixelBox, size: int, scale: float, max_tiles: int) -> list[PixelBox]:
+    """Cut ``box`` into a grid of tiles, each resized to ``size`` px by a factor of at least ``scale`` where the bound allows.
+
+    Args:
+        box: the crop box (x1, y1, x2, y2), inclusive.
+        size: side of the auxiliary input in pixels.
+        scale: the smallest resize factor wanted (input px per image px; 0.5 keeps a
+            4 px structure 2 px wide); capped at 1 (tiles never smaller than ``size``).
+        max_tiles: cost bound: the grid never has more tiles; when it would, the tiles
+            grow and the factor drops below ``scale``.
+
+    Returns the tiles row by row, covering ``box`` exactly without overlap; ``[box]``
+    when the whole box already meets ``scale``.
+    """
+    height, width = box_shape(box)
+    side = size / min(scale, 1.0)  # image pixels per tile side
+    columns, rows = math.ceil(width / side), math.ceil(height / side)
+    while columns * rows > max_tiles:
+        side *= 1.05
+        columns, rows = math.ceil(width / side), math.ceil(height / side)
+    x1, y1, x2, y2 = box
+    xs = np.linspace(x1, x2 + 1, columns + 1).round().astype(int)
+    ys = np.linspace(y1, y2 + 1, rows + 1).round().astype(int)
+    return [(int(xs[i]), int(ys[j]), int(xs[i + 1]) - 1, int(ys[j + 1]) - 1) for j in range(rows) for i in range(columns)]
+
+
 def box_shape(box: PixelBox) -> tuple[int, int]:
     """(height, width) of the region ``box`` covers."""
     return box[3] - box[1] + 1, box[2] - box[0] + 1

@@ -11,6 +11,7 @@ See :mod:`auxol.online` for how this differs from the published code.
 from __future__ import annotations
 
 import copy
+from collections import deque
 
 import os
 import threading
@@ -36,6 +37,9 @@ from auxol.prompts import DEFAULT_BOX_MARGIN, Box, Point, Prompt
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
+WIDTH_HISTORY = 32
+"""``min_width``: the structure width is the median over this many last corrected masks."""
+
 CLICK_SIGMA = 0.1
 """Spread of the click channel's Gaussian, as a fraction of the crop side."""
 
@@ -52,7 +56,9 @@ class Crop:
         aux_logits: float32 (h, w) auxiliary logits resized to the crop.
         fused_prob: float32 (h, w) probability the mask was thresholded from (> 0.5);
             the foundation model's sigmoid while no fusion weight exists.
-        click: the click (x, y) this crop's box was estimated from, or ``None``.
+        click: the click (x, y) this crop's box was estimated from, or ``None`` (and on
+            every tile but a prompt's first).
+        prompt: index of the prompt this crop belongs to (several crops: tiles of it).
     """
 
     box: crops.PixelBox
@@ -61,6 +67,7 @@ class Crop:
     aux_logits: np.ndarray
     fused_prob: np.ndarray
     click: Point | None = None
+    prompt: int = 0
 
 
 @dataclass
@@ -79,7 +86,8 @@ class Prediction:
         mask: bool (H, W) AuxOL's final mask.
         alpha: fusion weight used (weight of the foundation model), or ``None`` while
             too few alphas exist and the foundation model is used alone.
-        crops: one :class:`Crop` per prompt.
+        crops: one :class:`Crop` per prompt, or per tile of a prompt (``min_width``), in
+            prompt order.
         click_boxes: per prompt, the box (x1, y1, x2, y2) the foundation model was given
             for its click, or ``None`` (not a click, or ``click_box`` off).
         click_extent: ``"default"`` when the clicks' boxes had the fixed default extent
@@ -136,6 +144,7 @@ class AuxOL:
             (self.config.click_extent_min, self.config.click_extent_max), self.config.click_candidates,
             self.config.click_min_objects, self.config.click_history,
         )
+        self.widths: deque[float] = deque(maxlen=WIDTH_HISTORY)
         self.images_seen = 0
         self.images_rectified = 0
         self._lock = threading.Lock()  # guards the network, optimiser, online batch, alphas and counters
@@ -178,16 +187,24 @@ class AuxOL:
 
         points = [clicks.click_of(prompt) if self.config.click_box else None for prompt in prompts]
         fm_logits, click_boxes, click_extent = self._click_logits(image, points, base_logits, embedding)
-        boxes = [
+        prompt_boxes = [
             crops.crop_box(prompt if box is None else Prompt.from_box(box), logits, self.config.crop_margin)
             for prompt, box, logits in zip(prompts, click_boxes, fm_logits)
         ]
+        with self._lock:
+            scale = self._tile_scale()
+        tiled = [
+            (index, tile)
+            for index, box in enumerate(prompt_boxes)
+            for tile in ([box] if scale is None else crops.tiles(box, self.config.crop_size, scale, self.config.max_tiles))
+        ]
+        boxes = [tile for _, tile in tiled]
         inputs = [
             crops.aux_input(
-                image, logits > 0, box, self.config.crop_size, self.config.four_channel,
-                self._click_plane(prompt, point, box) if self.config.click_channel else None,
+                image, fm_logits[index] > 0, tile, self.config.crop_size, self.config.four_channel,
+                self._click_plane(prompts[index], points[index], tile) if self.config.click_channel else None,
             )
-            for prompt, point, logits, box in zip(prompts, points, fm_logits, boxes)
+            for index, tile in tiled
         ]
         with self._lock:  # the weights, the online batch and the alphas of one moment
             aux_logits = self._aux_logits(inputs)
@@ -197,14 +214,16 @@ class AuxOL:
         boxcut_mask = np.zeros((height, width), dtype=bool)
         covered = np.zeros((height, width), dtype=bool)
         predicted: list[Crop] = []
-        for box, aux_input, logits, aux, point in zip(boxes, inputs, fm_logits, aux_logits, points):
-            base_crop = crops.crop(logits, box)
+        for position, ((index, box), aux_input, aux) in enumerate(zip(tiled, inputs, aux_logits)):
+            base_crop = crops.crop(fm_logits[index], box)
             aux_crop = crops.resize_to_box(aux, box)
             fused = base_crop if alpha is None else fused_logits(base_crop, aux_crop, alpha)
             crops.paste(mask, fused > 0, box)
             crops.paste(boxcut_mask, base_crop > 0, box)
             crops.paste(covered, np.ones(base_crop.shape, dtype=bool), box)
-            predicted.append(Crop(box, aux_input, base_crop, aux_crop, expit(fused), point))
+            first_tile = position == 0 or tiled[position - 1][0] != index
+            click = points[index] if first_tile else None
+            predicted.append(Crop(box, aux_input, base_crop, aux_crop, expit(fused), click, index))
         fm_mask = (fm_logits > 0).any(axis=0)
         if self.config.keep_base_outside_crop:
             mask |= fm_mask & ~covered
@@ -264,6 +283,16 @@ class AuxOL:
             click_boxes[index] = box
         return fm_logits, click_boxes, source
 
+    def _tile_scale(self) -> float | None:
+        """``min_width``: the resize factor that keeps the corrected structures that wide, or ``None`` (no tiling).
+
+        ``None`` while ``min_width`` is 0 or no mask has been corrected yet. The caller
+        holds the learner's lock.
+        """
+        if not self.config.min_width or not self.widths:
+            return None
+        return self.config.min_width / float(np.median(self.widths))
+
     def _click_plane(self, prompt: Prompt, point: Point | None, box: crops.PixelBox) -> np.ndarray:
         """The click channel of one crop: a Gaussian at the click, a box prompt's centre, or the mean of its points."""
         if point is None:
@@ -321,7 +350,8 @@ class AuxOL:
 
         For each crop with a rectified mask: record its best fusion weight, append it to
         the online batch (and, for a click, the extent of the rectified object under it to
-        the click-box estimator), and take ``steps_per_image`` optimiser steps on the batch. Without
+        the click-box estimator); after each prompt's crops (one, or its tiles), take
+        ``steps_per_image`` optimiser steps on the batch. Without
         a mask, only the steps on the existing batch (if ``train_on_unrectified``).
         """
         if rectified is not None:
@@ -348,7 +378,12 @@ class AuxOL:
                         self.extents.add(extents)
                 elif not (self.config.train_on_unrectified and len(self.queue)):
                     continue
-                batches.append(self.queue.stacked())
+                last_tile = index == len(prediction.crops) - 1 or prediction.crops[index + 1].prompt != crop.prompt
+                if last_tile:
+                    batches.append(self.queue.stacked())
+            width = None if rectified is None or not self.config.min_width else crops.structure_width(rectified)
+            if width is not None:
+                self.widths.append(width)
             for alpha in new_alphas:  # after the loop: no crop's weight depends on its own image
                 self.alphas.append(alpha)
             self.images_seen += 1
@@ -392,6 +427,7 @@ class AuxOL:
                 "alphas": list(self.alphas.alphas),
                 "alpha_log": self.alpha_log,
                 "click_objects": self.extents.state_dict(),
+                "widths": list(self.widths),
                 "images_seen": self.images_seen,
                 "images_rectified": self.images_rectified,
                 "rng": global_rng_state(),
@@ -406,6 +442,8 @@ class AuxOL:
         self.alphas.alphas = list(state["alphas"])
         self.alpha_log = [dict(entry) for entry in state["alpha_log"]]
         self.extents.load_state_dict(state.get("click_objects", {"objects": []}))  # sessions from before click_box
+        self.widths.clear()
+        self.widths.extend(state.get("widths", []))  # and from before min_width
         self.images_seen = state["images_seen"]
         self.images_rectified = state["images_rectified"]
         set_global_rng_state(state["rng"])
