@@ -16,7 +16,7 @@ import torch
 from auxol.errors import ConfigError, DataError
 from auxol.models import Embedding
 from auxol.online import DEFAULT_PRESET, PRESETS, AuxOL, AuxOLConfig
-from auxol.online.crops import aux_input, crop_box, crop_resize, paste, pixel_box
+from auxol.online.crops import aux_input, crop_box, crop_resize, paste, pixel_box, structure_width, tiles
 from auxol.online.fusion import AlphaHistory, alpha_grid, best_alpha
 from auxol.online.loss import structure_loss
 from auxol.online.unet import AuxUNet
@@ -356,3 +356,48 @@ def test_loading_a_file_that_is_not_a_session_names_it(tmp_path) -> None:
     path.write_bytes(b"not a session")
     with pytest.raises(DataError, match="junk.pt"):
         AuxOL.load(path, StubModel(None))
+
+
+# ------------------------------------------------------------ thin structures
+
+
+def test_structure_width_of_a_bar_and_a_disc() -> None:
+    bar = np.zeros((50, 50), bool)
+    bar[10:13, 5:45] = True  # 3 px wide, 40 long: 120 px, 82 boundary px (two long rows + 2 ends)
+    assert structure_width(bar) == pytest.approx(2 * 120 / 82)
+    disc = cv2.circle(np.zeros((101, 101), np.uint8), (50, 50), 30, 1, -1).astype(bool)
+    assert 30 <= structure_width(disc) <= 35  # a disc: about its radius (a digital circle has fewer boundary px than 2 pi r)
+    assert structure_width(np.zeros((5, 5), bool)) is None
+
+
+def test_tiles_keep_the_resize_factor_within_the_bound() -> None:
+    box = (0, 0, 255, 191)  # 256 wide, 192 high
+    grid = tiles(box, size=64, scale=0.5, max_tiles=16)  # 128 px tiles: 2 x 2
+    assert grid == [(0, 0, 127, 95), (128, 0, 255, 95), (0, 96, 127, 191), (128, 96, 255, 191)]
+    covered = np.zeros((192, 256), int)
+    for x1, y1, x2, y2 in tiles(box, size=64, scale=1.0, max_tiles=6):  # 64 px tiles would be 4 x 3 = 12 > 6
+        covered[y1 : y2 + 1, x1 : x2 + 1] += 1
+    assert len(tiles(box, size=64, scale=1.0, max_tiles=6)) <= 6 and (covered == 1).all()  # exact cover, no overlap
+    assert tiles(box, size=64, scale=0.2, max_tiles=16) == [box]  # 64 / 256 = 0.25 already meets 0.2
+    assert len(tiles(box, size=64, scale=4.0, max_tiles=64)) == 12  # never finer than the image itself
+
+
+def test_min_width_tiles_thin_structures_once_a_mask_is_corrected() -> None:
+    rng = np.random.default_rng(0)
+    truth = np.zeros((96, 96), bool)
+    truth[20:23, 4:92] = True  # a 3 px vessel across the image
+    image = np.repeat((80 + 100 * truth + rng.normal(0, 5, truth.shape)).clip(0, 255).astype(np.uint8)[:, :, None], 3, axis=2)
+    prompts = [Prompt.from_box((0, 0, 95, 95))]
+    logits = np.full((1, 96, 96), -5.0, np.float32)
+    learner = AuxOL(StubModel(None), dataclasses.replace(TINY, min_width=1.9, max_tiles=9))
+    first = learner.predict(image, prompts, base_logits=logits)
+    assert len(first.crops) == 1  # no width known yet: the whole box, 96 -> 32 px (the vessel: 1 px)
+    learner.learn(first, truth)
+    second = learner.predict(image, prompts, base_logits=logits)
+    # width 2 * 264 / 178 = 2.97 px -> factor 1.9 / 2.97 = 0.64 -> tiles of 32 / 0.64 = 50 px -> 2 x 2
+    assert [crop.box for crop in second.crops] == [(0, 0, 47, 47), (48, 0, 95, 47), (0, 48, 47, 95), (48, 48, 95, 95)]
+    assert {crop.prompt for crop in second.crops} == {0}
+    steps = []
+    learner._train = steps.extend  # the batches handed to the optimiser: one per prompt, not per tile
+    learner.learn(second, truth)
+    assert len(steps) == 1 and steps[0][0].shape[0] == 4  # the queue (length 4) holds the 4 tiles
