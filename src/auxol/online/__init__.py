@@ -30,7 +30,11 @@ Differences from the published code (``paper`` preset):
   published RGBA resize blacked out the image outside the base mask), both loss terms
   are boundary-weighted, and the crop is resized with area averaging when shrinking.
 - Options beyond the paper: ``crop_margin``, ``keep_base_outside_crop``,
-  ``predict_batchnorm="running"``, ``steps_per_image``, ``bf16``, ``channels_last``.
+  ``predict_batchnorm="running"``, ``steps_per_image``, ``bf16``, ``channels_last``;
+  ``click_box`` and its ``click_*`` options (a click on a box-only foundation model
+  becomes a box whose extent is learned from the corrections, :mod:`auxol.online.clicks`);
+  ``min_width`` and ``max_tiles`` (thin structures: large crops cut into tiles that keep
+  them visible to the auxiliary network).
 
 The ``cpu`` preset (the default) was chosen by replaying DDTI thyroid ultrasound with
 LiteMedSAM and tight box prompts, base logits cached, on one thread of a shared 2-core
