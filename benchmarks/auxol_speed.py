@@ -28,9 +28,9 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from auxol.data import load_dataset
-from auxol.evaluate.outputs import progress, valid_pairs
-from auxol.evaluate.stream import StreamOptions, stream_part
+from auxol.data import load_dataset, valid_pairs
+from auxol.progress import progress
+from auxol.stream import StreamOptions, stream_part
 from auxol.io import write_json
 from auxol.models import Embedding, PromptableModel, load_model
 from auxol.online import DEFAULT_PRESET, PRESETS, AuxOL, AuxOLConfig

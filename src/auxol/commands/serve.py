@@ -10,9 +10,10 @@ import typer
 import uvicorn
 
 from auxol.commands.options import CheckpointOption, DeviceOption, ModelName
-from auxol.commands.stream import AUXOL_KEYS, PresetName
+from auxol.commands.stream import PresetName
 from auxol.io import read_options_file
-from auxol.models import load_model
+from auxol.loading import load_model
+from auxol.online.config import AUXOL_KEYS
 from auxol.serve.app import create_app
 from auxol.serve.cache import DEFAULT_CACHE_SIZE
 from auxol.serve.session import ServeSession

@@ -19,7 +19,6 @@ layers run in eval mode, so the trainable tensors alone describe the fine-tuned 
 
 from __future__ import annotations
 
-import random
 import time
 from pathlib import Path
 
@@ -30,7 +29,6 @@ from rich.console import Console
 from torch.nn.parallel import DistributedDataParallel
 
 from auxol.errors import ConfigError
-from auxol.evaluate.outputs import progress
 from auxol.finetune.config import FinetuneConfig
 from auxol.finetune.data import FinetuneDataset, list_examples
 from auxol.finetune.distributed import Distributed, broadcast, device_for, init_distributed
@@ -41,7 +39,10 @@ from auxol.finetune.merge import load_peft, save_merged, save_peft, trainable_st
 from auxol.finetune.peft_setup import encoder_trains, parameter_counts, prepare
 from auxol.finetune.report import plot_curve
 from auxol.io import atomic_open, write_csv, write_json
+from auxol.loading import load_model as load_any_model
 from auxol.models import PromptableModel, load_model
+from auxol.progress import progress
+from auxol.seeding import seed_everything
 
 LOG_FIELDS = ["step", "epoch", "loss", "lr", "val_dice"]
 
@@ -55,12 +56,6 @@ def lr_factor(step: int, warmup_steps: int, total_steps: int, power: float = 0.9
         return 1 / 200 + (1 - 1 / 200) * step / warmup_steps
     decay_steps = max(total_steps - warmup_steps, 1)
     return max(1.0 - (step - warmup_steps) / decay_steps, 0.0) ** power
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
 
 
 def freeze_batch_norm(model: torch.nn.Module) -> None:
@@ -223,7 +218,7 @@ def run_finetune(config: FinetuneConfig, console: Console | None = None) -> dict
     device = device_for(place, config.device)
     seed_everything(config.seed)
     out = Path(config.out)
-    model = load_model(config.model, config.checkpoint, device)
+    model = load_any_model(config.model, config.checkpoint, device)
     method = config.method_config()
     prepare(model, method)
     trainable, total = parameter_counts(model)

@@ -1,4 +1,4 @@
-"""Session files: a learner's whole state on disk, and the process-wide random state.
+"""Session files: a learner's whole state on disk, with the process-wide random state.
 
 A session file is one ``torch.save`` of a dict of tensors, lists and numbers (loadable
 with ``weights_only=True``), written atomically so an interrupted save leaves the
@@ -18,13 +18,6 @@ from auxol.errors import DataError
 from auxol.io import atomic_open
 
 SESSION_FORMAT = 1
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python's, NumPy's and PyTorch's global generators, as the published code does."""
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
 
 
 def global_rng_state() -> dict[str, Any]:
