@@ -107,8 +107,8 @@ def finetune(
     )
     summary = run_finetune(FinetuneConfig(**values))
     if summary is not None:
-        final = summary["final_evaluation"]
-        typer.echo(f"best validation Dice {summary['best']['val_dice']:.4f} at step {summary['best']['step']}; "
+        final = summary.final_evaluation
+        typer.echo(f"best validation Dice {summary.best['val_dice']:.4f} at step {summary.best['step']}; "
                    f"final Dice {final['dice']:.4f} on {final['n']} images of {final['data']}; wrote {values['out']}")
 
 

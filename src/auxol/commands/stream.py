@@ -20,7 +20,7 @@ from auxol.loading import load_model
 from auxol.models import DEFAULT_MODEL, default_checkpoint
 from auxol.online import DEFAULT_PRESET, PRESETS, AuxOLConfig
 from auxol.online.config import AUXOL_KEYS, BatchNormStatistics
-from auxol.stream import StreamRunner, StreamSettings, clinician, resolve_options
+from auxol.stream import StreamOptions, StreamRunner, StreamSettings, clinician, resolve_options
 from auxol.stream.report import summary_table
 from auxol.stream.settings import STREAM_KEYS
 
@@ -46,17 +46,17 @@ def stream(
     device: DeviceOption = None,
     preset: Annotated[PresetName, typer.Option(help="AuxOL preset the other options start from.")] = DEFAULT_PRESET,
     config: Annotated[Path | None, typer.Option("--config", help="JSON file of AuxOL and stream options (over the preset).")] = None,
-    resume: Annotated[bool, typer.Option(help="Continue an interrupted run in OUT from its saved sessions.")] = False,
-    save_every: Annotated[int, typer.Option(help="Save results and learner sessions every N images.", min=1)] = 10,
-    # Clinician simulation (None: not given; from --config, else the StreamOptions default)
-    prompt: Annotated[PromptKind | None, _stream_option("Prompt derived from each true mask (default: box).")] = None,
-    min_size: Annotated[int | None, _stream_option("Drop mask components whose box is narrower or shorter (px) (default: 16).")] = None,
-    box_margin: Annotated[float | None, _stream_option("Widen boxes by this fraction of the image's long side (default: 0, tight as in the paper).")] = None,
-    prompt_noise: Annotated[float | None, _stream_option("Shift each box left/right and up/down by this fraction of its size (default: 0).")] = None,
-    interval: Annotated[int | None, _stream_option("Rectify every k-th image only (default: 1, all).")] = None,
-    dice_threshold: Annotated[float | None, _stream_option("Rectify only images whose base Dice is <= this (default: 1).")] = None,
-    annotation_noise: Annotated[NoiseKind | None, _stream_option("Degrade rectified masks (default: none).")] = None,
-    noise_ratio: Annotated[float | None, _stream_option("Noise kernel side / min side of the component box (default: 0.05).")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue an interrupted run in OUT from its saved progress (OUT/session/).")] = False,
+    save_every: Annotated[int, typer.Option(help="Save results and the learners' progress every N images.", min=1)] = 10,
+    # Clinician simulation (shown defaults: StreamOptions'; only the flags given override --config)
+    prompt: Annotated[PromptKind, _stream_option("Prompt derived from each true mask.")] = StreamOptions.prompt,
+    min_size: Annotated[int, _stream_option("Drop mask components whose box is narrower or shorter (px).")] = StreamOptions.min_size,
+    box_margin: Annotated[float, _stream_option("Widen boxes by this fraction of the image's long side (0: tight, as in the paper).")] = StreamOptions.box_margin,
+    prompt_noise: Annotated[float, _stream_option("Shift each box left/right and up/down by this fraction of its size.")] = StreamOptions.prompt_noise,
+    interval: Annotated[int, _stream_option("Rectify every k-th image only (1: all).")] = StreamOptions.interval,
+    dice_threshold: Annotated[float, _stream_option("Rectify only images whose base Dice is <= this.")] = StreamOptions.dice_threshold,
+    annotation_noise: Annotated[NoiseKind | None, _stream_option("Degrade rectified masks (default: exact masks).")] = StreamOptions.annotation_noise,
+    noise_ratio: Annotated[float, _stream_option("Noise kernel side / min side of the component box.")] = StreamOptions.noise_ratio,
     # AuxOL options (None: not given; from --config, else the preset)
     width: Annotated[int | None, _option("Auxiliary U-Net width (first level channels).")] = None,
     queue_length: Annotated[int | None, _option("Online batch: most recent N rectified crops.")] = None,

@@ -20,7 +20,9 @@ layers run in eval mode, so the trainable tensors alone describe the fine-tuned 
 from __future__ import annotations
 
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -211,7 +213,36 @@ def final_model(config: FinetuneConfig, out: Path, device: torch.device) -> Prom
     return load_peft(out / "peft", device)
 
 
-def run_finetune(config: FinetuneConfig, console: Console | None = None) -> dict | None:
+@dataclass(frozen=True)
+class FinetuneSummary:
+    """What ``summary.json`` holds about a run.
+
+    Attributes:
+        model, method, parts: what was fine-tuned, and how.
+        trainable_parameters, total_parameters: numbers of scalar parameters.
+        best: the best validation: ``val_dice`` (Dice in [0, 1]), ``epoch`` and ``step``.
+        steps: optimiser steps taken; train_seconds: wall time of the training loop (s).
+        seconds_per_step: mean step time of this process's steps (s), None if it took none.
+        final_evaluation: ``data`` (the test set, else the validation set), ``n`` images
+            and the mean ``dice``, ``iou``, ``hd`` and ``hd95`` (px) of the best checkpoint.
+    """
+
+    model: str
+    method: str
+    parts: str
+    trainable_parameters: int
+    total_parameters: int
+    best: dict[str, float]
+    steps: int
+    train_seconds: float
+    seconds_per_step: float | None
+    final_evaluation: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def run_finetune(config: FinetuneConfig, console: Console | None = None) -> FinetuneSummary | None:
     """Run the fine-tuning ``config`` describes; returns the summary on rank 0 (None on other ranks)."""
     console = console or Console()
     place = init_distributed(config.distributed)
@@ -236,14 +267,14 @@ def run_finetune(config: FinetuneConfig, console: Console | None = None) -> dict
     if config.method != "adapter":
         save_merged(load_peft(out / "peft", device), out / "merged.pth")
     rows = evaluate_model(final_model(config, out, device), load_evaluation_set(config.test or config.val, config.classes), config.prompt, config.classes, config.box_margin, config.min_size)
-    summary = {
-        "model": config.model, "method": config.method, "parts": config.parts,
-        "trainable_parameters": trainable, "total_parameters": total,
-        "best": trainer.best, "steps": trainer.step, "train_seconds": seconds,
-        "seconds_per_step": trainer.step_seconds / (trainer.step - first_step) if trainer.step > first_step else None,
-        "final_evaluation": {"data": config.test or config.val, **mean_scores(rows)},
-    }
+    summary = FinetuneSummary(
+        model=config.model, method=config.method, parts=config.parts,
+        trainable_parameters=trainable, total_parameters=total,
+        best=trainer.best, steps=trainer.step, train_seconds=seconds,
+        seconds_per_step=trainer.step_seconds / (trainer.step - first_step) if trainer.step > first_step else None,
+        final_evaluation={"data": config.test or config.val, **mean_scores(rows)},
+    )
     write_csv(out / "final_evaluation.csv", rows)
-    write_json(out / "summary.json", summary)
+    write_json(out / "summary.json", summary.to_dict())
     plot_curve(trainer.log, out / "curve.png")
     return summary

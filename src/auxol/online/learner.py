@@ -30,7 +30,7 @@ from auxol.online.config import DEFAULT_PRESET, AuxOLConfig
 from auxol.online.fusion import AlphaHistory, best_alpha, fused_logits
 from auxol.online.loss import structure_loss
 from auxol.online.queue import OnlineBatch
-from auxol.online.session import global_rng_state, read_session, set_global_rng_state, write_session
+from auxol.online.state_file import global_rng_state, read_state_file, set_global_rng_state, write_state_file
 from auxol.online.unet import AuxUNet
 from auxol.prompts import Prompt
 from auxol.seeding import seed_everything
@@ -304,10 +304,10 @@ class AuxOL:
         """The best alphas in the fusion history: one per rectified crop learned so far."""
         return len(self.alphas.alphas)
 
-    # ------------------------------------------------------------------- sessions
+    # ---------------------------------------------------------------- state files
 
     def state_dict(self) -> dict[str, Any]:
-        """A copy of the whole session: config, weights, optimiser, online batch, alphas, counters, RNG states.
+        """A copy of the learner's whole state: config, weights, optimiser, online batch, alphas, counters, RNG states.
 
         Taken after pending background steps and under the learner's lock, so it is never
         caught in the middle of a prediction or a step in another thread.
@@ -339,13 +339,13 @@ class AuxOL:
         set_global_rng_state(state["rng"])
 
     def save(self, path: str | os.PathLike) -> None:
-        """Write the session to ``path`` atomically (after pending background steps)."""
-        write_session(path, self.state_dict())
+        """Write the learner's state file to ``path`` atomically (after pending background steps)."""
+        write_state_file(path, self.state_dict())
 
     @classmethod
     def load(cls, path: str | os.PathLike, model: PromptableModel, background: bool = False) -> AuxOL:
-        """A learner that continues the session saved at ``path`` exactly where it stopped."""
-        state = read_session(path, model.device)
+        """A learner that continues the state file saved at ``path`` exactly where it stopped."""
+        state = read_state_file(path, model.device)
         learner = cls(model, AuxOLConfig.from_dict(state["config"]), background=background)
         learner.load_state_dict(state)
         return learner
