@@ -107,7 +107,7 @@ def test_part_tree_writes_the_contract_paths(tmp_path):
         for kind in ("base", "auxol", "aux"):
             assert sorted(p.name for p in (out / kind / part).iterdir()) == ["case00.png", "case01.png"]
         assert (out / "session" / part / "learner.pt").is_file() and (out / "session" / part / "stream.json").is_file()
-        for plot in ("running_dice", "gain", "alpha", "improved_1_case", "degraded_1_case"):
+        for plot in ("running_dice", "gain", "alpha", "effort", "improved_1_case", "degraded_1_case"):
             assert any(path.name.startswith(plot) for path in (out / "plots" / part).iterdir())
     base = cv2.imread(str(out / "base" / "a" / "case00.png"), cv2.IMREAD_UNCHANGED)
     assert base.shape == (SIZE, SIZE) and set(np.unique(base)) == {0, 255}
@@ -144,6 +144,32 @@ def test_scores_compare_base_and_auxol_with_the_truth(tmp_path, no_plots):
     assert float(row["auxol_dice"]) == pytest.approx(expected)
 
 
+def test_effort_columns_and_summary_agree_with_the_written_masks(tmp_path, no_plots):
+    data = write_part(tmp_path / "data", 6)
+    out = tmp_path / "out"
+    summary = run(data, out, interval=2)  # images 1, 3, 5 are not rectified: compared with the truth
+    rows = read_rows(out / "results.csv")
+    accepted = {key: [] for key in ("base_accept_90", "auxol_accept_90", "base_accept_95", "auxol_accept_95")}
+    fractions = {"base": [], "auxol": []}
+    for index, row in enumerate(rows):
+        truth = lesion(index)[1]
+        for shown in ("base", "auxol"):
+            mask = cv2.imread(str(out / shown / f"case{index:02d}.png"), cv2.IMREAD_UNCHANGED) > 127
+            changed = np.count_nonzero(mask ^ truth)
+            assert int(row[f"{shown}_changed_px"]) == changed
+            assert float(row[f"{shown}_changed_fraction"]) == pytest.approx(changed / truth.sum())
+            assert float(row[f"{shown}_correction_dice"]) == pytest.approx(dice(mask, truth))
+            fractions[shown].append(changed / truth.sum())
+            for level in (90, 95):
+                accepted[f"{shown}_accept_{level}"].append(dice(mask, truth) >= level / 100)
+    overall = summary["overall"]
+    for key, hits in accepted.items():
+        assert overall[key] == pytest.approx(np.mean(hits)) and key in summary["parts"]["."]
+    assert overall["base_changed_fraction"] == pytest.approx(np.mean(fractions["base"]))
+    assert overall["auxol_changed_fraction"] == pytest.approx(np.mean(fractions["auxol"]))
+    assert 0 < overall["base_changed_fraction"] < 1 and overall["base_accept_95"] < 1  # the stub misses the rim
+
+
 # ---------------------------------------------------------------- who rectifies what
 
 
@@ -174,9 +200,8 @@ class RecordingLearner:
     def predict(self, image, prompts, embedding=None, base_logits=None):
         self.calls.append(("predict", image.copy()))
         base_mask = (base_logits > 0).any(axis=0)
-        return dataclasses.make_dataclass("P", ["base_mask", "boxcut_mask", "mask", "alpha", "crops"])(
-            base_mask, base_mask, base_mask, None, []
-        )
+        fields = ["base_mask", "fm_mask", "boxcut_mask", "mask", "alpha", "crops", "click_extent"]
+        return dataclasses.make_dataclass("P", fields)(base_mask, base_mask, base_mask, base_mask, None, [], None)
 
     def learn(self, prediction, rectified):
         self.calls.append(("learn", None if rectified is None else rectified.copy()))

@@ -79,6 +79,20 @@ def stream(
     ] = None,
     bf16: Annotated[bool | None, _option("Run the auxiliary network under bfloat16 autocast.", "--bf16/--no-bf16")] = None,
     channels_last: Annotated[bool | None, _option("Channels-last activations.", "--channels-last/--no-channels-last")] = None,
+    click_box: Annotated[
+        bool | None, _option("Turn each click into a box for the foundation model, its extent learned from the corrections (box-only models: LiteMedSAM, MedSAM).", "--click-box/--no-click-box")
+    ] = None,
+    click_candidates: Annotated[int | None, _option("Candidate boxes per click; the most stable mask picks one.")] = None,
+    click_extent_min: Annotated[float | None, _option("Smallest default click box side, fraction of the long side from the click.")] = None,
+    click_extent_max: Annotated[float | None, _option("Largest default click box side, fraction of the long side from the click.")] = None,
+    click_min_objects: Annotated[int | None, _option("Corrected objects before their extents replace the default boxes.")] = None,
+    click_history: Annotated[int | None, _option("Click boxes learn from the last N corrected objects.")] = None,
+    click_refine: Annotated[int | None, _option("Times a click's box is re-fitted to the model's mask for it.")] = None,
+    click_channel: Annotated[
+        bool | None, _option("Show the auxiliary net the click (a Gaussian channel).", "--click-channel/--no-click-channel")
+    ] = None,
+    min_width: Annotated[float | None, _option("Keep corrected structures this many px wide in the auxiliary input (tiles; 0: off).")] = None,
+    max_tiles: Annotated[int | None, _option("Most tiles per prompt for --min-width (cost bound).")] = None,
     seed: Annotated[int | None, _option("Seed of the learner and of the prompt/annotation noise.")] = None,
     deterministic: Annotated[bool | None, _option("Deterministic torch algorithms.", "--deterministic/--no-deterministic")] = None,
 ) -> None:
@@ -124,3 +138,17 @@ def _run_and_print(settings: StreamSettings, out: Path, resume: bool, device: st
         f"{overall.auxol_dice:.4f}); report in {out}: results.csv, summary.json, plots/",
         highlight=False,
     )
+    console.print(
+        f"Accepted as shown (Dice >= 0.90 with the correction): base {overall.base_accept_90:.0%}, AuxOL "
+        f"{overall.auxol_accept_90:.0%} of the images; the correction changes {overall.base_changed_fraction:.1%} (base) "
+        f"vs {overall.auxol_changed_fraction:.1%} (AuxOL) of the object's pixels",
+        highlight=False,
+    )
+    if settings.auxol.click_box and settings.stream.prompt == "point":
+        console.print(
+            f"Clicks became boxes for the foundation model (--click-box): the first {settings.auxol.click_min_objects} "
+            f"corrected objects' images used default boxes ({settings.auxol.click_extent_min:g} to "
+            f"{settings.auxol.click_extent_max:g} of the long side per side), later ones the learned extents "
+            f"(results.csv: click_extent); their masks alone score Dice {overall.fm_dice:.4f}",
+            highlight=False,
+        )

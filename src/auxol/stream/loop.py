@@ -5,6 +5,11 @@ from the true mask; the foundation model segments the image; the AuxOL learner p
 with what earlier images taught it; base and AuxOL are scored against the truth; then, if
 the clinician rectifies this image, the learner learns from the (optionally degraded)
 truth. Image t's mask reaches the learner only after image t was predicted and scored.
+
+Effort: the mask the clinician hands back (the rectified mask, or the truth for an image
+not rectified) is compared with each shown mask, base and AuxOL: its Dice with it (a
+shown mask with Dice >= 0.90 or 0.95 counts as accepted as is in the summary) and the
+pixels the correction changes, |shown XOR corrected|, also as a share of the object.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from auxol.evaluate.metrics import dice, score
+from auxol.evaluate.metrics import changed_pixels, dice, score
 from auxol.models import PromptableModel
 from auxol.online import AuxOL, Prediction
 from auxol.stream.clinician import StreamOptions, is_rectified, rectified_mask, stream_prompts
@@ -30,7 +35,15 @@ class ImageRecord:
     pixels capped at the image diagonal, times in seconds. ``alpha`` is the fusion weight
     of the foundation model, ``None`` while AuxOL used the foundation model alone.
     ``base_seconds`` is the image encoder plus the decoding of all prompts,
-    ``predict_seconds`` AuxOL's work on top of it, ``learn_seconds`` the learning step.
+    ``predict_seconds`` AuxOL's work on top of it (with ``click_box``: the decoding of the
+    clicks' boxes too), ``learn_seconds`` the learning step.
+
+    ``fm_dice`` is the foundation model's Dice on the masks AuxOL fuses (clicks turned into
+    boxes: the masks of those boxes; otherwise the same as ``base_dice``), and
+    ``click_extent`` says where those boxes' extent came from (``default``, ``learned``,
+    empty: no click). Effort (see the module notes): ``*_correction_dice`` is the shown
+    mask's Dice with the corrected one, ``*_changed_px`` the pixels the correction changes
+    and ``*_changed_fraction`` that count over the corrected object's area.
     """
 
     part: str
@@ -46,6 +59,14 @@ class ImageRecord:
     base_dice_smooth1: float
     auxol_dice_smooth1: float
     alpha: float | None
+    fm_dice: float
+    click_extent: str | None
+    base_correction_dice: float
+    auxol_correction_dice: float
+    base_changed_px: int
+    base_changed_fraction: float
+    auxol_changed_px: int
+    auxol_changed_fraction: float
     base_seconds: float
     predict_seconds: float
     learn_seconds: float
@@ -78,16 +99,20 @@ def stream_part(
     for index, (stem, image, truth) in enumerate(images, start=start):
         prompts = stream_prompts(truth, options, rng)
         began = time.perf_counter()
-        base_logits = model.segment_many(model.embed(image), prompts)
+        embedding = model.embed(image)
+        base_logits = model.segment_many(embedding, prompts)
         based = time.perf_counter()
-        prediction = learner.predict(image, prompts, base_logits=base_logits)
+        prediction = learner.predict(image, prompts, embedding=embedding, base_logits=base_logits)
         predicted = time.perf_counter()
 
         base, auxol = score(prediction.base_mask, truth), score(prediction.mask, truth)
         rectified = is_rectified(index, base["dice"], options)
+        corrected = rectified_mask(truth, options, rng) if rectified else truth
         learned = time.perf_counter()
-        learner.learn(prediction, rectified_mask(truth, options, rng) if rectified else None)
+        learner.learn(prediction, corrected if rectified else None)
         learner.flush()
+        learn_seconds = time.perf_counter() - learned
+        base_changed, auxol_changed = changed_pixels(prediction.base_mask, corrected), changed_pixels(prediction.mask, corrected)
         record = ImageRecord(
             part=part,
             image=stem,
@@ -102,9 +127,17 @@ def stream_part(
             base_dice_smooth1=dice(prediction.base_mask, truth, smooth=1.0),
             auxol_dice_smooth1=dice(prediction.mask, truth, smooth=1.0),
             alpha=prediction.alpha,
+            fm_dice=dice(prediction.fm_mask, truth),
+            click_extent=prediction.click_extent,
+            base_correction_dice=dice(prediction.base_mask, corrected),
+            auxol_correction_dice=dice(prediction.mask, corrected),
+            base_changed_px=base_changed[0],
+            base_changed_fraction=base_changed[1],
+            auxol_changed_px=auxol_changed[0],
+            auxol_changed_fraction=auxol_changed[1],
             base_seconds=based - began,
             predict_seconds=predicted - based,
-            learn_seconds=time.perf_counter() - learned,
+            learn_seconds=learn_seconds,
         )
         yield StreamStep(record, prediction, image, truth)
 

@@ -9,9 +9,15 @@ Written into the run's folder ``out``:
   was used alone);
 - ``summary.json``: per part and ``overall`` (all images pooled): n, skipped, mean
   Dice and HD95 of base, box-cut base and AuxOL, the paper's smooth-1 Dice, gain
-  (AuxOL minus base Dice), fraction rectified and mean seconds; plus the skip reasons;
+  (AuxOL minus base Dice), fraction rectified, mean seconds, and the effort figures
+  ``base_accept_90``, ``auxol_accept_90``, ``base_accept_95``, ``auxol_accept_95``
+  (fraction of images whose shown mask has Dice >= 0.90 / 0.95 with the corrected mask:
+  accepted as is), ``base_changed_fraction``, ``auxol_changed_fraction`` (mean over
+  images of |shown XOR corrected| / |corrected|) and ``base_changed_px``,
+  ``auxol_changed_px`` (the same in pixels); plus the skip reasons;
 - ``plots/<part>/`` (part ``"."``: ``plots/``): ``running_dice.png``, ``gain.png``,
-  ``alpha.png``, and panels (image, base, auxiliary, fused, truth) of the most improved
+  ``alpha.png``, ``effort.png`` (images accepted as is so far, and the share of each
+  object the correction changes, base vs AuxOL, along the stream), and panels (image, base, auxiliary, fused, truth) of the most improved
   and most degraded images, ``improved_<rank>_<stem>.png`` and ``degraded_<rank>_<stem>.png``.
 """
 
@@ -28,12 +34,14 @@ from rich import box
 from rich.table import Table
 
 from auxol.data import Pair, load_pair, read_image, read_mask
+from auxol.evaluate.metrics import ACCEPT_LEVELS
 from auxol.evaluate.outputs import PREDICTION_COLOUR, TRUTH_COLOUR, mask_path, overlay
 from auxol.io import atomic_open, write_csv, write_json
 from auxol.stream.loop import ImageRecord
 
 MEAN_FIELDS = (
-    "base_dice", "base_hd95", "boxcut_dice", "auxol_dice", "auxol_hd95", "base_dice_smooth1", "auxol_dice_smooth1",
+    "base_dice", "base_hd95", "boxcut_dice", "fm_dice", "auxol_dice", "auxol_hd95", "base_dice_smooth1", "auxol_dice_smooth1",
+    "base_changed_fraction", "auxol_changed_fraction", "base_changed_px", "auxol_changed_px",
     "base_seconds", "predict_seconds", "learn_seconds",
 )
 PANELS_PER_END = 3
@@ -65,6 +73,8 @@ class PartSummary:
             fields of the same names (Dice in [0, 1], HD95 in pixels, seconds).
         gain: AuxOL minus base mean Dice.
         fraction_rectified: fraction of the images the clinician rectified, in [0, 1].
+        base_accept_90 ... auxol_accept_95: fraction of the images whose shown mask (base
+            or AuxOL) has Dice >= 0.90 (0.95) with the corrected mask, in [0, 1].
     """
 
     n: int
@@ -72,15 +82,24 @@ class PartSummary:
     base_dice: float | None = None
     base_hd95: float | None = None
     boxcut_dice: float | None = None
+    fm_dice: float | None = None
     auxol_dice: float | None = None
     auxol_hd95: float | None = None
     base_dice_smooth1: float | None = None
     auxol_dice_smooth1: float | None = None
+    base_changed_fraction: float | None = None
+    auxol_changed_fraction: float | None = None
+    base_changed_px: float | None = None
+    auxol_changed_px: float | None = None
     base_seconds: float | None = None
     predict_seconds: float | None = None
     learn_seconds: float | None = None
     gain: float | None = None
     fraction_rectified: float | None = None
+    base_accept_90: float | None = None
+    auxol_accept_90: float | None = None
+    base_accept_95: float | None = None
+    auxol_accept_95: float | None = None
 
     @classmethod
     def of(cls, records: list[ImageRecord], skipped: int) -> PartSummary:
@@ -88,9 +107,13 @@ class PartSummary:
         if not records:
             return cls(0, skipped)
         means = {key: float(np.mean([getattr(record, key) for record in records])) for key in MEAN_FIELDS}
+        accepted = {
+            f"{shown}_accept_{round(100 * level)}": float(np.mean([getattr(r, f"{shown}_correction_dice") >= level for r in records]))
+            for shown in ("base", "auxol") for level in ACCEPT_LEVELS
+        }
         return cls(
             len(records), skipped, **means, gain=means["auxol_dice"] - means["base_dice"],
-            fraction_rectified=float(np.mean([record.rectified for record in records])),
+            fraction_rectified=float(np.mean([record.rectified for record in records])), **accepted,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -190,6 +213,24 @@ def _alpha_figure(rows: list[ImageRecord], alpha_rows: list[AlphaRow]) -> Figure
     return figure
 
 
+def _effort_figure(rows: list[ImageRecord]) -> Figure:
+    """Top: running fraction of images accepted as shown (Dice >= 0.90 with the correction); bottom: share of each object changed."""
+    figure = Figure(figsize=(7, 6), layout="constrained")
+    accepted, changed = figure.add_subplot(2, 1, 1), figure.add_subplot(2, 1, 2)
+    steps = np.arange(1, len(rows) + 1)
+    level = ACCEPT_LEVELS[0]
+    for shown, label in (("base", "base"), ("auxol", "AuxOL")):
+        hits = np.array([getattr(row, f"{shown}_correction_dice") >= level for row in rows])
+        accepted.plot(steps, np.cumsum(hits) / steps, label=label)
+        changed.plot([row.index for row in rows], [getattr(row, f"{shown}_changed_fraction") for row in rows], ".-", label=label, linewidth=0.8)
+    accepted.set(xlabel="images seen", ylabel=f"accepted so far (Dice >= {level:.2f})", ylim=(-0.02, 1.02),
+                 title="Images a clinician could accept as shown")
+    changed.set(xlabel="image index", ylabel="|shown XOR corrected| / |corrected|", title="Share of the object the correction changes")
+    accepted.legend()
+    changed.legend()
+    return figure
+
+
 def _zoom_box(masks: list[np.ndarray], margin: float = 0.25) -> tuple[slice, slice]:
     """Rows and columns of the union of ``masks``' foreground, widened by ``margin`` of its size (whole image if empty)."""
     union = np.logical_or.reduce(masks)
@@ -253,4 +294,5 @@ def write_plots(
         _save(_running_dice_figure(part_rows), mask_path(out / "plots", part, "running_dice"))
         _save(_gain_figure(part_rows), mask_path(out / "plots", part, "gain"))
         _save(_alpha_figure(part_rows, part_alphas), mask_path(out / "plots", part, "alpha"))
+        _save(_effort_figure(part_rows), mask_path(out / "plots", part, "effort"))
         _write_panels(out, part, part_rows, pairs)
