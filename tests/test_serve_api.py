@@ -94,6 +94,11 @@ def test_learning_is_queued_saved_and_recorded(tmp_path):
     assert 0.9 < shown < 1
     assert (row["image_id"], row["prompts"], row["alpha"], row["source"]) == (key, "1", "", "api")
     assert float(row["shown_dice"]) == pytest.approx(shown) and float(row["base_dice"]) == pytest.approx(shown)
+    changed = np.count_nonzero(ellipse_mask((160, 200), BOX) ^ truth)  # effort: what the correction redrew
+    assert int(row["shown_changed_px"]) == changed == int(row["base_changed_px"]) > 0
+    assert float(row["shown_changed_fraction"]) == pytest.approx(changed / truth.sum())
+    assert status["auxol_accept_90"] == status["base_accept_90"] == 1.0 and status["auxol_accept_95"] == float(shown >= 0.95)
+    assert status["auxol_changed_fraction"] == pytest.approx(changed / truth.sum())
     assert np.array_equal(read_mask(tmp_path / "corrected" / f"{key}.png"), truth)
     assert (tmp_path / "session.pt").is_file()
     assert json.loads((tmp_path / "config.json").read_text())["auxol"]["queue_length"] == 8

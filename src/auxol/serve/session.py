@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from auxol.errors import DataError, PromptError
-from auxol.evaluate.metrics import dice
+from auxol.evaluate.metrics import ACCEPT_LEVELS, changed_pixels, dice
 from auxol.models import PromptableModel
 from auxol.online import AuxOL, Prediction
 from auxol.prompts import Prompt
@@ -186,6 +186,8 @@ class ServeSession:
             "base_dice": dice(prediction.base_mask, corrected),
             "source": source,
         }
+        for shown, mask in (("shown", prediction.mask), ("base", prediction.base_mask)):
+            record[f"{shown}_changed_px"], record[f"{shown}_changed_fraction"] = changed_pixels(mask, corrected)
         with self._pending_lock:
             future = self._worker.submit(self._learn, prediction, corrected, record)
             self._pending.add(future)
@@ -231,4 +233,24 @@ class ServeSession:
             "alpha": self.learner.alpha,
             "images_in_memory": len(self.cache),
             "last_error": self.last_error,
+            **self.effort(),
         }
+
+    def effort(self) -> dict[str, float | None]:
+        """What the corrections in ``corrections.csv`` cost, as ``auxol stream`` reports it (``auxol`` = the shown masks).
+
+        ``base_accept_90`` ... ``auxol_accept_95``: fraction of the learned images whose
+        foundation-model (base) or shown mask had Dice >= 0.90 / 0.95 with the correction;
+        ``base_changed_fraction``, ``auxol_changed_fraction``: mean share of the object the
+        correction changed. ``None`` before the first correction (or for a session whose
+        rows predate these columns).
+        """
+        rows = [row for row in list(self.folder.corrections) if str(row.get("shown_changed_fraction", "")) != ""]
+        effort: dict[str, float | None] = {}
+        for name, column in (("base", "base"), ("auxol", "shown")):
+            dices = [float(row[f"{column}_dice"]) for row in rows]
+            for level in ACCEPT_LEVELS:
+                effort[f"{name}_accept_{round(100 * level)}"] = float(np.mean([d >= level for d in dices])) if rows else None
+            fractions = [float(row[f"{column}_changed_fraction"]) for row in rows]
+            effort[f"{name}_changed_fraction"] = float(np.mean(fractions)) if rows else None
+        return effort

@@ -35,12 +35,16 @@ from auxol.io import (
 )
 from auxol.serve.encoding import IMAGE_ID
 
-CORRECTION_FIELDS = ["image_id", "time", "prompts", "alpha", "shown_dice", "base_dice", "source"]
+CORRECTION_FIELDS = [
+    "image_id", "time", "prompts", "alpha", "shown_dice", "base_dice",
+    "shown_changed_px", "shown_changed_fraction", "base_changed_px", "base_changed_fraction", "source",
+]
 """Columns of ``corrections.csv``: the image, when its correction arrived (UTC, ISO 8601),
 its number of prompts, the fusion weight used for the shown mask (empty while the
 foundation model is used alone), the Dice of the shown mask and of the foundation
-model's mask with the corrected mask (1 = nothing to correct), and where the correction
-came from (``api`` or ``label-studio``)."""
+model's mask with the corrected mask (1 = nothing to correct), the pixels the correction
+changed in each, |mask XOR corrected|, also as a share of the corrected object's area,
+and where the correction came from (``api`` or ``label-studio``)."""
 
 
 class SessionFolder:
