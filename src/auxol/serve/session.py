@@ -180,7 +180,7 @@ class ServeSession:
         record = {
             "image_id": key,
             "time": datetime.now(UTC).isoformat(timespec="seconds"),
-            "prompts": len(prediction.crops),
+            "prompts": len(prediction.base_logits),
             "alpha": prediction.alpha,
             "shown_dice": dice(prediction.mask, corrected),
             "base_dice": dice(prediction.base_mask, corrected),
