@@ -80,7 +80,7 @@ def object_extents(mask: np.ndarray, point: Point) -> Extents | None:
     ys, xs = np.nonzero(region)
     long_side = max(mask.shape)
     x, y = point
-    return (x - xs.min()) / long_side, (y - ys.min()) / long_side, (xs.max() - x) / long_side, (ys.max() - y) / long_side
+    return tuple(float(v) / long_side for v in (x - xs.min(), y - ys.min(), xs.max() - x, ys.max() - y))
 
 
 def click_box(point: Point, extents: Extents, height: int, width: int) -> Box:

@@ -64,7 +64,7 @@ def structure_width(mask: np.ndarray) -> float | None:
         return None
     inner = cv2.erode(mask.astype(np.uint8), np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], np.uint8), borderType=cv2.BORDER_CONSTANT, borderValue=0)
     boundary = np.count_nonzero(mask) - np.count_nonzero(inner)
-    return 2 * np.count_nonzero(mask) / boundary
+    return float(2 * np.count_nonzero(mask) / boundary)
 
 
 def tiles(box: PixelBox, size: int, scale: float, max_tiles: int) -> list[PixelBox]:

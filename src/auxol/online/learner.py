@@ -467,7 +467,7 @@ class AuxOL:
         self.alpha_log = [AlphaEntry(**entry) for entry in state["alpha_log"]]
         self.extents.load_state_dict(state.get("click_objects", {"objects": []}))  # state files from before click_box
         self.widths.clear()
-        self.widths.extend(state.get("widths", []))  # and from before min_width
+        self.widths.extend(float(width) for width in state.get("widths", []))  # and from before min_width
         self.images_seen = state["images_seen"]
         self.images_rectified = state["images_rectified"]
         set_global_rng_state(state["rng"])
