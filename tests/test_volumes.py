@@ -182,3 +182,32 @@ def test_structures_are_picked_by_id_or_by_name_from_a_labels_json(tmp_path):
     (tmp_path / "bad.json").write_text('{"liver": 5}')
     with pytest.raises(ConfigError, match=r"bad\.json: keys must be label ids"):
         read_label_names(tmp_path / "bad.json")
+
+
+def test_dicom_seg_references_the_source_series_and_reads_back_on_its_frames(tmp_path):
+    import highdicom
+    import pydicom
+
+    from auxol.data.dicom_seg import write_dicom_seg
+
+    ct = np.full((5, 12, 10), -1000.0)
+    files = write_dicom_series(tmp_path / "ct", ct)
+    volume = read_volume(tmp_path / "ct")
+    mask = np.zeros(volume.array.shape, bool)
+    mask[1:3, 4:8, 2:5] = True  # slices 1 and 2 hold the structure
+    path = write_dicom_seg(tmp_path / "seg.dcm", mask, volume, "liver")
+    seg = pydicom.dcmread(path)
+    sources = {pydicom.dcmread(file).SOPInstanceUID: pydicom.dcmread(file) for file in files}
+    assert seg.Modality == "SEG" and seg.StudyInstanceUID == next(iter(sources.values())).StudyInstanceUID
+    referenced = {item.ReferencedSOPInstanceUID for item in seg.ReferencedSeriesSequence[0].ReferencedInstanceSequence}
+    assert referenced == set(sources)
+    assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == next(iter(sources.values())).SeriesInstanceUID
+    assert seg.SegmentSequence[0].SegmentLabel == "liver"
+    assert seg.SegmentSequence[0].SegmentedPropertyTypeCodeSequence[0].CodeMeaning == "Liver"
+    back = highdicom.seg.segread(path)
+    assert int(seg.NumberOfFrames) == 2
+    for frame, groups in zip(back.pixel_array, seg.PerFrameFunctionalGroupsSequence):
+        source_uid = groups.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID
+        position = float(groups.PlanePositionSequence[0].ImagePositionPatient[2])
+        assert position == float(sources[source_uid].ImagePositionPatient[2])
+        np.testing.assert_array_equal(frame > 0, mask[round((position + 50.0) / 2.5)])  # slice index of that position

@@ -1,0 +1,60 @@
+"""Volumes at the command line: predict by propagation, with NIfTI and DICOM SEG out, and one-line errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from auxol.data.volumes import read_volume
+from test_cli import run_cli
+from volume_files import dicom_affine, sphere, write_dicom_series, write_nifti
+
+
+def _ball_ct(shape=(11, 96, 96), centre=(5, 46, 50), radii=(3.5, 30, 30)):
+    """A soft-tissue ellipsoid (60 HU) in fat-like background (-100 HU) with noise: (HU volume, bool truth)."""
+    zz, yy, xx = np.indices(shape)
+    truth = sum(((axis - c) / r) ** 2 for axis, c, r in zip((zz, yy, xx), centre, radii)) <= 1
+    noise = np.random.default_rng(0).normal(0, 10, shape)
+    return np.where(truth, 60.0, -100.0) + noise, truth
+
+
+def test_predict_tracks_a_ball_through_a_dicom_series_and_writes_nifti_and_seg(tmp_path, monkeypatch):
+    import highdicom
+    import nibabel
+    import pydicom
+
+    ct, truth = _ball_ct()
+    files = write_dicom_series(tmp_path / "ball", ct)
+    out = tmp_path / "out"
+    assert run_cli(monkeypatch, "predict", tmp_path / "ball", "--out", out, "--box-slice", "5", "20,16,80,76", "--structure", "liver") == 0
+    written = nibabel.load(out / "ball.nii.gz")
+    np.testing.assert_allclose(written.affine, dicom_affine((96, 96, 11)), atol=1e-4)  # the series' grid (column, row, slice)
+    mask = np.asarray(written.dataobj).transpose(2, 1, 0) > 0  # back to (slice, row, column)
+    assert sorted(set(np.nonzero(mask)[0])) == list(range(2, 9))  # exactly the slices holding the ball
+    dice = 2 * np.count_nonzero(mask & truth) / (mask.sum() + truth.sum())
+    assert dice > 0.85
+    seg = highdicom.seg.segread(out / "ball.seg.dcm")
+    series_uid = pydicom.dcmread(files[0]).SeriesInstanceUID
+    assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == series_uid
+    assert int(seg.NumberOfFrames) == 7 and seg.SegmentSequence[0].SegmentLabel == "liver"
+
+
+def test_predict_on_a_nifti_volume_keeps_its_affine_and_refuses_bad_slice_prompts(tmp_path, monkeypatch, capsys):
+    import nibabel
+
+    ct, truth = _ball_ct()
+    affine = np.array([[-0.8, 0, 0, 30], [0, 0.8, 0, -40], [0, 0, 2.5, 10], [0, 0, 0, 1]])
+    write_nifti(tmp_path / "ball.nii.gz", ct[:, ::-1].transpose(2, 1, 0).astype(np.float32), affine)  # stored x toward L, y toward A
+    out = tmp_path / "out"
+    assert run_cli(monkeypatch, "predict", tmp_path / "ball.nii.gz", "--out", out, "--box-slice", "5", "20,16,80,76") == 0
+    written = nibabel.load(out / "ball.nii.gz")
+    np.testing.assert_array_equal(written.affine, nibabel.load(tmp_path / "ball.nii.gz").affine)
+    assert not (out / "ball.seg.dcm").exists()  # SEG only for DICOM input
+    mask = np.asarray(written.dataobj).transpose(2, 1, 0)[:, ::-1] > 0
+    assert 2 * np.count_nonzero(mask & truth) / (mask.sum() + truth.sum()) > 0.85
+    capsys.readouterr()
+    assert run_cli(monkeypatch, "predict", tmp_path / "ball.nii.gz", "--out", tmp_path / "o2", "--box-slice", "11", "20,16,80,76") == 2
+    assert "ball.nii.gz: slice 11 outside 0..10" in capsys.readouterr().err
+    assert run_cli(monkeypatch, "predict", tmp_path / "ball.nii.gz", "--out", tmp_path / "o2", "--box", "20,16,80,76") == 2
+    assert "a volume needs --box-slice" in capsys.readouterr().err
+    assert not (tmp_path / "o2").exists()
