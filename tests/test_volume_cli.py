@@ -18,6 +18,41 @@ def _ball_ct(shape=(11, 96, 96), centre=(5, 46, 50), radii=(3.5, 30, 30)):
     return np.where(truth, 60.0, -100.0) + noise, truth
 
 
+class BrightInBox:
+    """A stand-in for a promptable model: the bright pixels (> 100) inside each box, else the box's central half."""
+
+    def embed(self, image):
+        return image[..., 0]
+
+    def segment_many(self, pixels, prompts):
+        maps = []
+        for prompt in prompts:
+            x1, y1, x2, y2 = (int(round(v)) for v in prompt.box)
+            logits = np.full(pixels.shape, -1.0, np.float32)
+            inside = np.zeros(pixels.shape, bool)
+            inside[y1 : y2 + 1, x1 : x2 + 1] = True
+            bright = inside & (pixels > 100)
+            if not bright.any():  # like SAM, it outlines something in an empty box
+                inside[: y1 + (y2 - y1) // 4] = inside[y2 - (y2 - y1) // 4 :] = False
+                bright = inside
+            logits[bright] = 1.0
+            maps.append(logits)
+        return np.stack(maps)
+
+
+def test_propagation_through_a_volume_ends_where_the_tissue_ends(tmp_path):
+    from auxol.commands.predict import predict_volume
+    from auxol.prompts import Prompt
+
+    ct, truth = _ball_ct()
+    write_dicom_series(tmp_path / "ball", ct)
+    volume = read_volume(tmp_path / "ball")
+    mask = predict_volume(volume, [(5, Prompt.from_box((20, 16, 80, 76)))], BrightInBox(), None, None, 0.02)
+    assert sorted(set(np.nonzero(mask)[0])) == list(range(2, 9))  # the empty slices' outlines were turned away
+    assert 2 * np.count_nonzero(mask & truth) / (mask.sum() + truth.sum()) > 0.95
+
+
+@pytest.mark.slow
 def test_predict_tracks_a_ball_through_a_dicom_series_and_writes_nifti_and_seg(tmp_path, monkeypatch):
     import highdicom
     import nibabel
@@ -39,6 +74,7 @@ def test_predict_tracks_a_ball_through_a_dicom_series_and_writes_nifti_and_seg(t
     assert int(seg.NumberOfFrames) == 7 and seg.SegmentSequence[0].SegmentLabel == "liver"
 
 
+@pytest.mark.slow
 def test_predict_on_a_nifti_volume_keeps_its_affine_and_refuses_bad_slice_prompts(tmp_path, monkeypatch, capsys):
     import nibabel
 

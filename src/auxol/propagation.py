@@ -11,6 +11,12 @@ slice whose neighbour's mask holds no such component (the structure has ended).
 and records the accepted mask (the model's, or a person's correction of it) in
 ``accepted`` before asking for the next one, so the same walk serves ``auxol predict``,
 ``auxol stream --prompt propagate`` and the service.
+
+With no person checking each slice (``auxol predict``), the model keeps outlining
+something in the box after the structure has ended, so :class:`IntensityGate` turns
+away a mask whose mean intensity leaves the seed mask's range (beyond ``tolerance``
+standard deviations of the seed's pixels, and at least ``floor`` grey levels), which ends
+the walk there.
 """
 
 from __future__ import annotations
@@ -54,6 +60,25 @@ def propagate(
                 break
             yield index, prompts
             index += step
+
+
+class IntensityGate:
+    """Accepts a slice's mask only while it holds the seed's tissue, judged by mean intensity.
+
+    Args:
+        pixels: uint8 (H, W) windowed seed slice; seed: bool (H, W) its accepted mask.
+        tolerance: accepted distance of a mask's mean from the seed's mean, in standard
+            deviations of the seed's pixels; floor: the smallest accepted distance (grey levels).
+    """
+
+    def __init__(self, pixels: np.ndarray, seed: np.ndarray, tolerance: float = 3.0, floor: float = 10.0) -> None:
+        values = pixels[seed].astype(np.float64)
+        self.mean = float(values.mean()) if values.size else 0.0
+        self.limit = max(tolerance * float(values.std()) if values.size else 0.0, floor)
+
+    def accepts(self, pixels: np.ndarray, mask: np.ndarray) -> bool:
+        """Whether bool (H, W) ``mask`` on uint8 (H, W) ``pixels`` is non-empty with a mean within the seed's range."""
+        return bool(mask.any()) and abs(float(pixels[mask].mean()) - self.mean) <= self.limit
 
 
 def segment_by_propagation(

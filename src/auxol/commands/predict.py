@@ -37,7 +37,7 @@ from auxol.evaluate.outputs import PREDICTION_COLOUR, overlay, progress
 from auxol.io import read_json_object, write_image_png, write_mask_png
 from auxol.models import DEFAULT_MODEL, PromptableModel, load_model
 from auxol.online import AuxOL
-from auxol.propagation import segment_by_propagation
+from auxol.propagation import IntensityGate, segment_by_propagation
 from auxol.prompts import Prompt
 
 SlicePrompt = tuple[int, Prompt]
@@ -105,24 +105,31 @@ def predict_volume(
     """bool (slices, rows, columns) mask: the union of each seed box propagated through ``volume``.
 
     Each slice is embedded once per seed that reaches it; with ``learner`` the masks are
-    AuxOL's (no learning), else the foundation model's.
+    AuxOL's (no learning), else the foundation model's. The walk ends where a mask no
+    longer holds the seed's tissue (:class:`auxol.propagation.IntensityGate`).
     """
     pixels = to_uint8(volume.array, window if window is not None else default_window(volume))
     slices, height, width = pixels.shape
     mask = np.zeros(pixels.shape, bool)
-
-    def segment(index: int, prompts: list[Prompt]) -> np.ndarray:
-        image = slice_rgb(pixels, index)
-        embedding = model.embed(image)
-        advance()
-        if learner is not None:
-            return learner.predict(image, prompts, embedding=embedding).mask
-        return (model.segment_many(embedding, prompts) > 0).any(axis=0)
-
     for seed, prompt in seeds:
         if not 0 <= seed < slices:
             raise PromptError(f"{volume.source}: slice {seed} outside 0..{slices - 1}")
         prompt.check_inside(height, width, source=f"{volume.source} slice {seed}")
+        gate: IntensityGate | None = None
+
+        def segment(index: int, prompts: list[Prompt]) -> np.ndarray:
+            nonlocal gate
+            image = slice_rgb(pixels, index)
+            embedding = model.embed(image)
+            advance()
+            if learner is not None:
+                found = learner.predict(image, prompts, embedding=embedding).mask
+            else:
+                found = (model.segment_many(embedding, prompts) > 0).any(axis=0)
+            if gate is None:
+                gate = IntensityGate(pixels[index], found)
+            return found if gate.accepts(pixels[index], found) else np.zeros_like(found)
+
         for index, slice_mask in segment_by_propagation(segment, slices, seed, [prompt], box_margin=box_margin).items():
             mask[index] |= slice_mask
     return mask
@@ -169,7 +176,7 @@ def predict(
                 if not volume_seeds or not all(isinstance(item, tuple) for item in volume_seeds):
                     raise ConfigError(f"{path}: a volume needs --box-slice K x1,y1,x2,y2 (or slice boxes in --prompts)")
                 volume = read_volume(path)
-                bar.update(task, total=bar.tasks[0].total + volume.array.shape[0] - 1, status=path.name)
+                bar.update(task, total=bar.tasks[0].total + volume.array.shape[0] * len(volume_seeds) - 1, status=path.name)
                 mask = predict_volume(volume, volume_seeds, net, learner, window_range, box_margin, lambda: bar.advance(task))
                 _write_volume(out, name, mask, volume, structure)
                 continue
