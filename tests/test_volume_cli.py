@@ -94,3 +94,51 @@ def test_predict_on_a_nifti_volume_keeps_its_affine_and_refuses_bad_slice_prompt
     assert run_cli(monkeypatch, "predict", tmp_path / "ball.nii.gz", "--out", tmp_path / "o2", "--box", "20,16,80,76") == 2
     assert "a volume needs --box-slice" in capsys.readouterr().err
     assert not (tmp_path / "o2").exists()
+
+
+def _volume_part(root, ct, labels, affine=None):
+    """images/ct (a DICOM series of ``ct``) and masks/ct.nii.gz (``labels`` on the series grid, or on ``affine``)."""
+    write_dicom_series(root / "images" / "ct", ct)
+    (root / "masks").mkdir(parents=True)
+    write_nifti(root / "masks" / "ct.nii.gz", labels.transpose(2, 1, 0).astype(np.uint8), dicom_affine(ct.shape[::-1]) if affine is None else affine)
+    (root / "labels.json").write_text('{"5": "liver", "6": "stomach"}')
+    return root
+
+
+def test_slices_pick_a_structure_by_name_from_the_labels_json_beside_the_data(tmp_path, monkeypatch, capsys):
+    from auxol.data import read_label_map
+
+    ct, truth = _ball_ct(shape=(5, 40, 40), centre=(2, 20, 20), radii=(1.5, 10, 10))
+    labels = np.where(truth, 5, 0)
+    labels[:, 30:35, 30:35] = 6
+    data = _volume_part(tmp_path / "data", ct, labels)
+    out = tmp_path / "slices"
+    assert run_cli(monkeypatch, "slices", "--images", data / "images", "--labels", data / "masks", "--out", out, "--label", "liver") == 0
+    stems = sorted(p.stem for p in (out / "masks").iterdir())
+    assert stems == ["ct_a0_0001", "ct_a0_0002", "ct_a0_0003"]
+    assert read_label_map(out / "masks" / "ct_a0_0002.png").max() == 1  # the liver alone, 0/1
+    assert run_cli(monkeypatch, "slices", "--images", data / "images", "--labels", data / "masks", "--out", tmp_path / "all") == 0
+    assert "2 structures merged into one foreground; pick one with --label" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("case, message", [
+    ("name", "--label 'livr': no such structure in {data}/labels.json; did you mean liver?"),
+    ("absent", "no voxel of label 6 (the structure is absent)"),
+    ("geometry", "ct.nii.gz: geometry differs from the image ct (corner voxels up to 10.0 mm apart)"),
+    ("gap", "images/ct: uneven slice spacing (2.50 to 5.00 mm); a slice is missing"),
+])
+def test_bad_volume_input_is_one_line_and_exit_2_with_nothing_written(tmp_path, monkeypatch, capsys, case, message):
+    ct, truth = _ball_ct(shape=(5, 40, 40), centre=(2, 20, 20), radii=(1.5, 10, 10))
+    labels = np.where(truth, 5, 0)
+    affine = dicom_affine((40, 40, 5))
+    if case == "geometry":
+        affine[0, 3] += 10.0
+    data = _volume_part(tmp_path / "data", ct, labels, affine)
+    if case == "gap":
+        (data / "images" / "ct" / "IM0003.dcm").unlink()
+    label = {"name": "livr", "absent": "stomach"}.get(case, "liver")
+    out = tmp_path / "out"
+    assert run_cli(monkeypatch, "evaluate", data, "--out", out, "--label", label) == 2
+    err = capsys.readouterr().err
+    assert message.format(data=data) in " ".join(err.split()) and "Traceback" not in err
+    assert not (out / "predictions").exists() and not (out / "slices" / "slices.csv").exists()

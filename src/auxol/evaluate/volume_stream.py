@@ -23,7 +23,8 @@ Prompts (``VolumeStreamSettings.prompt``):
 Outputs in ``out`` (``<part>`` as in the 2-D stream; part "." writes directly under the
 folders): ``base/<part>/<name>.nii.gz`` and ``auxol/<part>/<name>.nii.gz`` (uint8 0/1 in
 the grid and affine of the input image file), ``results.csv`` (one row per visited
-slice), ``volumes.csv`` (one row per volume), ``summary.json`` and ``config.json``.
+slice), ``volumes.csv`` (one row per volume), ``summary.json``, ``config.json``, and
+``session/<part>/learner.pt``: the part's learner at the end, for ``auxol predict --session``.
 """
 
 from __future__ import annotations
@@ -166,6 +167,7 @@ class VolumeStreamRunner:
                 for image_path, label_path in pairs:
                     bar.update(task, status=f"{name}/{volume_stem(image_path)}")
                     self._stream_volume(name, image_path, label_path, learner, rng, lambda: bar.advance(task))
+                learner.save(self.out / "session" / "learner.pt" if name == "." else self.out / "session" / name / "learner.pt")
         for reason in self.skipped:
             warn(reason)
         if not self.volumes:
