@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from auxol.data.volumes import read_labels, read_volume
-from auxol.evaluate.stream import StreamOptions
-from auxol.evaluate.volume_stream import VolumeStreamRunner, VolumeStreamSettings, seed_slice
+from auxol.stream.clinician import StreamOptions
+from auxol.stream.volumes import VolumeStreamRunner, VolumeStreamSettings, seed_slice
 from auxol.online import AuxOLConfig
 from test_volume_cli import BrightInBox, _ball_ct
 from volume_files import dicom_affine, write_dicom_series, write_nifti

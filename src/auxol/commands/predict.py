@@ -33,10 +33,12 @@ from auxol.commands.options import BoxMarginOption, CheckpointOption, DeviceOpti
 from auxol.data import read_image
 from auxol.data.volumes import Volume, default_window, is_volume, read_volume, slice_rgb, to_uint8, volume_stem, write_nifti
 from auxol.errors import ConfigError, DataError, PromptError
-from auxol.evaluate.outputs import PREDICTION_COLOUR, overlay, progress
+from auxol.evaluate.outputs import PREDICTION_COLOUR, overlay
 from auxol.io import read_json_object, write_image_png, write_mask_png
-from auxol.models import DEFAULT_MODEL, PromptableModel, load_model
+from auxol.loading import load_model
+from auxol.models import DEFAULT_MODEL, PromptableModel
 from auxol.online import AuxOL
+from auxol.progress import progress
 from auxol.propagation import IntensityGate, segment_by_propagation
 from auxol.prompts import Prompt
 

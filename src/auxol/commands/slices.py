@@ -9,7 +9,7 @@ import typer
 
 from auxol.commands.options import LabelNamesOption, LabelOption, SliceAxisOption, WindowOption, choices, parse_window, resolve_structure
 from auxol.data.volumes import find_volume_pairs, write_slices
-from auxol.evaluate.outputs import warn
+from auxol.progress import warn
 
 EmptyPolicy = choices("EmptyPolicy", ("skip", "keep"))
 

@@ -4,7 +4,7 @@ For every volume of a part (sorted by name; one AuxOL learner per part, carried 
 volume to the next), the slices are met in the order of :func:`auxol.propagation.propagate`:
 the seed slice (the one with the largest area of the structure), then up to the last
 slice, then down from the seed to the first. Per slice, exactly as the 2-D stream does
-per image (:func:`auxol.evaluate.stream.stream_part`): prompts; the foundation model
+per image (:func:`auxol.stream.loop.stream_part`): prompts; the foundation model
 segments (each slice embedded once); AuxOL predicts with what earlier slices taught it;
 both are scored against the truth; then the simulated clinician may rectify the slice
 (``--interval``, ``--dice-threshold``, annotation noise: the 2-D rules, counted along the
@@ -46,8 +46,8 @@ from auxol.data.volumes import (
 )
 from auxol.errors import ConfigError, DataError
 from auxol.evaluate.metrics import dice, hausdorff
-from auxol.evaluate.outputs import progress, warn
-from auxol.evaluate.stream import StreamOptions, is_rectified, rectified_mask
+from auxol.progress import progress, warn
+from auxol.stream.clinician import StreamOptions, is_rectified, rectified_mask
 from auxol.evaluate.volume_metrics import dice_3d, hd95_mm
 from auxol.io import write_csv, write_json
 from auxol.models import PromptableModel
