@@ -41,8 +41,7 @@ def _ball_part(root, names=("ball1", "ball2")):
     return root
 
 
-@pytest.mark.parametrize("prompt", ["propagate", "box"])
-def test_volume_stream_writes_label_volumes_that_overlay_the_labels(tmp_path, prompt):
+def test_volume_stream_writes_label_volumes_that_overlay_the_labels(tmp_path, prompt="propagate"):
     data = _ball_part(tmp_path / "data")
     settings = VolumeStreamSettings(
         data=str(data), model="stub", checkpoint=None, preset="cpu", auxol=FAST_AUXOL,
@@ -68,8 +67,8 @@ def test_volume_stream_writes_label_volumes_that_overlay_the_labels(tmp_path, pr
     first = [row for row in slices if row["volume"] == "ball1"]
     assert int(first[0]["slice"]) == seed_slice(truth) == 5
     visited = [int(row["slice"]) for row in first]
-    # propagate: up from the seed to one slice past the ball's end (its truth is empty: the walk stops), then down
-    assert visited == ([5, 6, 7, 8, 9, 4, 3, 2, 1] if prompt == "propagate" else [5, 6, 7, 8, 4, 3, 2])
+    # up from the seed to one slice past the ball's end (its truth is empty: the walk stops), then down
+    assert visited == [5, 6, 7, 8, 9, 4, 3, 2, 1]
     assert summary["overall"]["slices_rectified"] == len(slices)
     assert summary["overall"]["volumes"] == 2 and 0.85 < summary["overall"]["base_dice_3d"] <= 1
     assert summary["overall"]["seconds_per_slice"]["total"] > 0
@@ -86,3 +85,22 @@ def test_a_volume_without_the_structure_is_skipped_with_its_reason(tmp_path):
     with pytest.raises(DataError, match=r"ball1\.nii\.gz: label 7 \(by id\) is absent from this volume"):
         VolumeStreamRunner(BrightInBoxOnCpu(), settings, tmp_path / "out").run()
     assert not (tmp_path / "out" / "base").exists()
+
+
+def test_auxol_stream_on_volume_data_takes_box_prompts_and_label_names(tmp_path, monkeypatch, capsys):
+    from auxol.commands import stream as stream_command
+    from test_cli import run_cli
+
+    data = _ball_part(tmp_path / "data", names=("ball1",))
+    monkeypatch.setattr(stream_command, "load_model", lambda *args: BrightInBoxOnCpu())
+    out = tmp_path / "out"
+    flags = ("--width", "8", "--steps-per-image", "1", "--box-margin", "0.02")
+    assert run_cli(monkeypatch, "stream", data, "--out", out, "--prompt", "box", "--label", "liver", *flags) == 0
+    rows = list(csv.DictReader(open(out / "results.csv")))
+    assert [int(row["slice"]) for row in rows] == [5, 6, 7, 8, 4, 3, 2]  # slices holding the ball, seed outward
+    config = json.loads((out / "config.json").read_text())
+    assert config["label"] == 5 and config["prompt"] == "box" and config["auxol"]["width"] == 8
+    assert (out / "base" / "ball1.nii.gz").is_file() and (out / "auxol" / "ball1.nii.gz").is_file()
+    assert "3-D Dice" in capsys.readouterr().out
+    assert run_cli(monkeypatch, "stream", data, "--out", tmp_path / "o2", "--prompt", "point") == 2
+    assert "--prompt point: volumes take box or propagate" in capsys.readouterr().err
