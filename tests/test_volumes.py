@@ -211,3 +211,22 @@ def test_dicom_seg_references_the_source_series_and_reads_back_on_its_frames(tmp
         position = float(groups.PlanePositionSequence[0].ImagePositionPatient[2])
         assert position == float(sources[source_uid].ImagePositionPatient[2])
         np.testing.assert_array_equal(frame > 0, mask[round((position + 50.0) / 2.5)])  # slice index of that position
+
+
+def test_dicom_seg_of_an_anonymised_series_takes_the_file_meta_uids(tmp_path, capsys):
+    import pydicom
+
+    from auxol.data.dicom_seg import write_dicom_seg
+
+    files = write_dicom_series(tmp_path / "ct", np.full((3, 8, 8), -1000.0))
+    for file in files:  # blank the identifiers as anonymisers do; the file meta keeps the instance UID
+        ds = pydicom.dcmread(file)
+        ds.SOPInstanceUID = ds.SOPClassUID = ds.StudyInstanceUID = ds.SeriesInstanceUID = ""
+        ds.save_as(file)
+    volume = read_volume(tmp_path / "ct")
+    mask = np.zeros(volume.array.shape, bool)
+    mask[1, 2:6, 2:6] = True
+    seg = pydicom.dcmread(write_dicom_seg(tmp_path / "seg.dcm", mask, volume))
+    referenced = {item.ReferencedSOPInstanceUID for item in seg.ReferencedSeriesSequence[0].ReferencedInstanceSequence}
+    assert referenced == {pydicom.dcmread(file).file_meta.MediaStorageSOPInstanceUID for file in files}
+    assert "has no StudyInstanceUID or SeriesInstanceUID" in capsys.readouterr().err
