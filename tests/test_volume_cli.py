@@ -142,3 +142,28 @@ def test_bad_volume_input_is_one_line_and_exit_2_with_nothing_written(tmp_path, 
     err = capsys.readouterr().err
     assert message.format(data=data) in " ".join(err.split()) and "Traceback" not in err
     assert not (out / "predictions").exists() and not (out / "slices" / "slices.csv").exists()
+
+
+def test_a_saved_learner_segments_a_volume_and_a_session_of_another_model_is_refused(tmp_path):
+    import json
+
+    import torch
+
+    from auxol.commands.predict import load_learner, predict_volume
+    from auxol.errors import ConfigError
+    from auxol.online import AuxOL, AuxOLConfig
+    from auxol.prompts import Prompt
+
+    class OnCpu(BrightInBox):
+        device = torch.device("cpu")
+
+    model = OnCpu()
+    AuxOL(model, AuxOLConfig.preset("cpu")).save(tmp_path / "session" / "session.pt")
+    (tmp_path / "session" / "config.json").write_text(json.dumps({"model": "litemedsam"}))
+    learner = load_learner(tmp_path / "session", model, "litemedsam")
+    ct, truth = _ball_ct()
+    write_dicom_series(tmp_path / "ball", ct)
+    mask = predict_volume(read_volume(tmp_path / "ball"), [(5, Prompt.from_box((20, 16, 80, 76)))], model, learner, None, 0.02)
+    assert sorted(set(np.nonzero(mask)[0])) == list(range(2, 9))
+    with pytest.raises(ConfigError, match=r"session: the session learned with --model litemedsam, not sam_vit_b"):
+        load_learner(tmp_path / "session", model, "sam_vit_b")
