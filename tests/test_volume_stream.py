@@ -84,7 +84,7 @@ def test_a_volume_without_the_structure_is_skipped_with_its_reason(tmp_path):
 
     with pytest.raises(DataError, match=r"ball1\.nii\.gz: label 7 \(by id\) is absent from this volume"):
         VolumeStreamRunner(BrightInBoxOnCpu(), settings, tmp_path / "out").run()
-    assert not (tmp_path / "out" / "base").exists()
+    assert not (tmp_path / "out" / "base").exists() and not (tmp_path / "out" / "session").exists()
 
 
 def test_auxol_stream_on_volume_data_takes_box_prompts_and_label_names(tmp_path, monkeypatch, capsys):

@@ -42,7 +42,7 @@ from rich.table import Table
 from auxol.data import find_parts
 from auxol.data.volumes import (
     Volume, default_window, find_volume_pairs, holds_volumes, read_labels, read_volume, select_structure, slice_rgb,
-    to_uint8, volume_stem,
+    to_uint8, volume_stem, write_nifti,
 )
 from auxol.errors import ConfigError, DataError
 from auxol.evaluate.metrics import dice, hausdorff
@@ -166,8 +166,10 @@ class VolumeStreamRunner:
                 rng = np.random.default_rng(self.settings.auxol.seed)
                 for image_path, label_path in pairs:
                     bar.update(task, status=f"{name}/{volume_stem(image_path)}")
-                    self._stream_volume(name, image_path, label_path, learner, rng, lambda: bar.advance(task))
-                learner.save(self.out / "session" / "learner.pt" if name == "." else self.out / "session" / name / "learner.pt")
+                    if self._stream_volume(name, image_path, label_path, learner, rng, lambda: bar.advance(task)):
+                        self._write_results()  # finished volumes stay reported if a later one is interrupted
+                if learner.images_seen:
+                    learner.save(self.out / "session" / "learner.pt" if name == "." else self.out / "session" / name / "learner.pt")
         for reason in self.skipped:
             warn(reason)
         if not self.volumes:
@@ -191,10 +193,11 @@ class VolumeStreamRunner:
 
     def _stream_volume(
         self, part: str, image_path: Path, label_path: Path, learner: AuxOL, rng: np.random.Generator, advance: Callable[[], None]
-    ) -> None:
+    ) -> bool:
+        """Stream one volume's slices and write its label volumes; False when it was skipped."""
         loaded = self._load(image_path, label_path)
         if loaded is None:
-            return
+            return False
         volume, truth = loaded
         name, options = volume_stem(image_path), self.settings.stream
         window = self.settings.window if self.settings.window is not None else default_window(volume)
@@ -221,6 +224,7 @@ class VolumeStreamRunner:
             "base_hd95_mm": hd95_mm(base, truth, volume.spacing), "auxol_hd95_mm": hd95_mm(shown, truth, volume.spacing),
             "seconds": seconds, "seconds_per_slice": seconds / max(len(records), 1),
         })
+        return True
 
     def _stream_slice(
         self, part: str, name: str, index: int, order: int, pixels: np.ndarray, truth: np.ndarray, prompts: list[Prompt],
@@ -253,8 +257,6 @@ class VolumeStreamRunner:
         return record, correction if rectified else prediction.mask
 
     def _write_volumes(self, part: str, name: str, volume: Volume, base: np.ndarray, shown: np.ndarray) -> None:
-        from auxol.data.volumes import write_nifti
-
         for folder, mask in (("base", base), ("auxol", shown)):
             root = self.out / folder if part == "." else self.out / folder / part
             write_nifti(root / f"{name}.nii.gz", mask, volume)
