@@ -17,7 +17,8 @@ from fastapi.testclient import TestClient
 
 from auxol.models import Embedding
 from auxol.prompts import Prompt
-from auxol.serve import ServeSession, SessionFolder, create_app, resolve_settings
+from auxol.serve import Sessions, SessionFolder, create_app, resolve_settings
+from auxol.serve.limits import Limits
 from auxol.serve.sources import TaskImages
 
 
@@ -48,16 +49,21 @@ class EllipseModel:
         return np.where(inside > 0, 6.0, -6.0).astype(np.float32)
 
 
-def open_session(root: Path, model=None, cache_size: int = 32) -> ServeSession:
-    """A served session in ``root`` (new or resumed) around ``model`` (default: an EllipseModel)."""
-    folder = SessionFolder(root)
+def open_sessions(root: Path, model=None, cache_size: int = 32, images: TaskImages | None = None) -> Sessions:
+    """The sessions under ``root`` (new or resumed) around ``model`` (default: an EllipseModel); session ``default`` is in ``root / "default"``."""
     model = model or EllipseModel()
-    return ServeSession.open(folder, model, resolve_settings(folder, model=model.name), cache_size)
+
+    def settings_for(folder: SessionFolder):
+        return resolve_settings(folder, model=model.name)
+
+    return Sessions(root, model, settings_for, cache_size, images.read if images else None)
 
 
-def client_for(session: ServeSession, images: TaskImages | None = None) -> TestClient:
-    """A test client of the app on ``session``; use it in a ``with`` block (stopping it closes the session)."""
-    return TestClient(create_app(session, images))
+def client_for(
+    sessions: Sessions, images: TaskImages | None = None, limits: Limits | None = None, api_key: str | None = None
+) -> TestClient:
+    """A test client of the app on ``sessions``; use it in a ``with`` block (stopping it closes the sessions)."""
+    return TestClient(create_app(sessions, images, limits, api_key))
 
 
 def png(array: np.ndarray) -> bytes:
