@@ -29,7 +29,8 @@ carry its first label. Prompts come from the interactive context (a rectangle or
 points drawn with a smart tool) or else from the rectangles and key points of the
 task's first annotation or prediction that has any. A task without prompts gets no
 prediction, and a task whose image cannot be read or whose prompts are bad is left out
-(logged with its reason) while the other tasks of the batch get theirs.
+(logged with its reason) while the other tasks of the batch get theirs; when every
+task of the batch fails, the answer is 400 with the first reason.
 
 The webhook only decodes the annotation's brush mask and journals it (Label Studio
 waits one second for a webhook): the session's worker reads the image and learns it
@@ -192,13 +193,17 @@ class LabelStudioBackend:
         project = project_id(request.project)
         config = self._config(project, request.label_config)
         session = self.session(project)
-        results = []
+        results, errors = [], []
         for task in request.tasks:
             try:
                 results.append(self._predict_task(project, session, task, config, request.params.context))
             except AuxolError as error:
                 LOG.warning("POST /predict: task %s left out: %s", task.id, error)
                 results.append([])
+                errors.append(str(error))
+        if errors and len(errors) == len(request.tasks):  # nothing to give: say why
+            more = f" (and {len(errors) - 1} more tasks)" if len(errors) > 1 else ""
+            raise DataError(f"{errors[0]}{more}")
         return {"results": results, "model_version": self.model_version(session)}
 
     def _predict_task(
@@ -224,6 +229,7 @@ class LabelStudioBackend:
         config = self._config(project, event.project.label_config)
         regions = event.annotation.result
         reference = self._reference(event.task, config)
+        self.images.check(reference)
         corrected = mask_from_results(regions, self.limits)
         height, width = corrected.shape
         prompts = prompts_from_results(regions, height, width)

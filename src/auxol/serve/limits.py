@@ -64,7 +64,10 @@ class Limits:
                 with Image.open(io.BytesIO(data)) as image:  # reads the header only
                     width, height = image.size
         except Image.DecompressionBombError:  # Pillow's own bound, 2 x 89.5 megapixels
-            raise LimitError(f"{name} is over the limit of {self.max_pixels / 1e6:g} megapixels (--max-megapixels)") from None
+            bound = 2 * Image.MAX_IMAGE_PIXELS / 1e6
+            raise LimitError(
+                f"{name} has more than {bound:.0f} megapixels, over the limit of {self.max_pixels / 1e6:g} megapixels (--max-megapixels)"
+            ) from None
         except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
             raise DataError(f"{name}: cannot read image (not an image, or corrupt)") from None
         self.check_pixels(width, height, name)

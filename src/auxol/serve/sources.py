@@ -124,6 +124,11 @@ class TaskImages:
         return DataError(f"task image {shown!r}: not an allowed source (allowed: {'; '.join(allowed)}; "
                          "see --label-studio-url and --files-root)")
 
+    def check(self, reference: str) -> None:
+        """Raise the refusal if ``reference`` is not from an allowed source (nothing is read or fetched)."""
+        if not (reference.startswith("data:") or self._label_studio_url(reference) or self._allowed_file(reference)):
+            raise self._refused(reference)
+
     def read(self, reference: str) -> np.ndarray:
         """The uint8 (H, W, 3) RGB image that ``reference`` points to (see the module docstring)."""
         if reference.startswith("data:"):
