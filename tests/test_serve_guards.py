@@ -116,6 +116,8 @@ def test_a_battery_of_bad_requests(tmp_path, listener):
                 "label 7": (predict('[{"points": [[5, 5]], "labels": [7]}]'), 400),
                 "a prompt outside": (predict('[{"box": [0, 0, 5000, 10]}]'), 400),
                 "1000 boxes": (predict(json.dumps([{"box": [55, 45, 125, 115]}] * 1000)), 413),
+                "64 boxes on a 7000x7000 image": (client.post("/api/predict", data={"prompts": json.dumps([{"box": [5, 5, 60, 60]}] * 64)},
+                                                               files={"image": ("wide.png", png(np.zeros((7000, 7000), np.uint8)))}), 413),
                 "20000x20000 PNG": (client.post("/api/predict", data={"prompts": BOX},
                                                 files={"image": ("big.png", png_header_only(20000, 20000))}), 413),
                 "not an image": (client.post("/api/predict", data={"prompts": BOX}, files={"image": ("x.png", b"GIF89a junk")}), 400),
@@ -160,6 +162,7 @@ def test_a_battery_of_bad_requests(tmp_path, listener):
     assert "1000 prompts, over the limit of 64 (--max-prompts)" in cases["1000 boxes"][0].json()["error"]
     assert "big.png has more than 179 megapixels, over the limit of 64 megapixels" in cases["20000x20000 PNG"][0].json()["error"]
     assert "m.png is 9000x8000 = 72.0 megapixels, over the limit of 64 megapixels" in cases["9000x8000 mask"][0].json()["error"]
+    assert "64 prompts on a 7000x7000 image need 3136 megapixels of logits" in cases["64 boxes on a 7000x7000 image"][0].json()["error"]
     assert "over the limit of 2 MiB (--max-body-mb)" in cases["body over the limit"][0].json()["error"]
     messages = {cases[name][0].json()["error"].split("':")[1] for name in ("LS file outside the roots", "LS missing file outside the roots")}
     assert len(messages) == 1  # the same whether the file exists or not

@@ -126,8 +126,10 @@ def api_router(sessions: Sessions, limits: Limits) -> APIRouter:
         if (image is None) == (image_id is None):
             raise DataError("give either an image file ('image') or the id of an image received before ('image_id')")
         parsed = parse_prompts(prompts, limits)
-        if image is not None:
-            image_id = served.add_image(decode_image(image.file.read(), image.filename or "image", limits))
+        uploaded = image is not None
+        picture = decode_image(image.file.read(), image.filename or "image", limits) if uploaded else served.image(image_id)
+        limits.check_prompts_on(len(parsed), *picture.shape[:2], image.filename or "image" if uploaded else f"image {image_id}")
+        image_id = served.add_image(picture) if uploaded else image_id
         return prediction_response(image_id, served.predict(image_id, parsed))
 
     @router.post("/api/learn", status_code=202)

@@ -96,6 +96,8 @@ class CorrectionJournal:
     def __init__(self, folder: str | os.PathLike) -> None:
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
+        for unfinished in self.folder.glob(".*.tmp"):  # a write cut by a crash: never part of the journal
+            unfinished.unlink()
         self._lock = threading.Lock()
         self._meta: list[dict[str, Any]] = []
         while (path := self._path(len(self._meta), "json")).is_file():

@@ -216,6 +216,7 @@ class LabelStudioBackend:
         height, width = session.image(key).shape[:2]
         prompts = task_prompts(task, context, height, width)
         self.limits.check_prompts(len(prompts), f"task {task.id}")
+        self.limits.check_prompts_on(len(prompts), height, width, f"task {task.id}")
         if not prompts:
             return []
         prediction = session.predict(key, prompts)

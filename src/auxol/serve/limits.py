@@ -48,6 +48,18 @@ class Limits:
         if count > self.max_prompts:
             raise LimitError(f"{what} has {count} prompts, over the limit of {self.max_prompts} (--max-prompts)")
 
+    def check_prompts_on(self, count: int, height: int, width: int, what: str) -> None:
+        """Raise :class:`LimitError` if ``count`` prompts on a ``width`` x ``height`` image need more than 4 x ``max_pixels`` logits.
+
+        The foundation model answers each prompt with float32 logits over the whole image,
+        so this bounds those at 16 bytes x ``max_pixels`` (1 GiB at the defaults).
+        """
+        if count * height * width > 4 * self.max_pixels:
+            raise LimitError(
+                f"{what}: {count} prompts on a {width}x{height} image need {count * height * width / 1e6:.0f} megapixels "
+                f"of logits, over the limit of 4 x {self.max_pixels / 1e6:g} (--max-megapixels; or send fewer prompts)"
+            )
+
     def body_error(self) -> str:
         return f"request body over the limit of {self.max_body_bytes / 2**20:g} MiB (--max-body-mb)"
 

@@ -39,11 +39,11 @@ from auxol.io import (
 from auxol.serve.encoding import IMAGE_ID
 
 CORRECTION_FIELDS = ["correction", "image_id", "time", "prompts", "alpha", "shown_dice", "base_dice", "source"]
-"""Columns of ``corrections.csv``: the correction's sequence number in the journal, the image, when its correction arrived (UTC, ISO 8601),
-its number of prompts, the fusion weight used for the shown mask (empty while the
-foundation model is used alone), the Dice of the shown mask and of the foundation
-model's mask with the corrected mask (1 = nothing to correct), and where the correction
-came from (``api`` or ``label-studio``)."""
+"""Columns of ``corrections.csv``: the correction's number in the journal, the image, when
+the correction arrived (UTC, ISO 8601), its number of prompts, the fusion weight used
+for the shown mask (empty while the foundation model is used alone), the Dice of the
+shown mask and of the foundation model's mask with the corrected mask (1 = nothing to
+correct), and where the correction came from (``api`` or ``label-studio``)."""
 
 
 class SessionFolder:
