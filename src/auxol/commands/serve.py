@@ -12,10 +12,13 @@ import typer
 import uvicorn
 
 from auxol.commands.options import CheckpointOption, DeviceOption, ModelName
-from auxol.commands.stream import AUXOL_KEYS, PresetName
+from auxol.commands.stream import PresetName
 from auxol.errors import ConfigError
 from auxol.io import read_options_file
-from auxol.models import DEFAULT_MODEL, load_model
+from auxol.loading import load_model
+from auxol.models import DEFAULT_MODEL
+from auxol.online import DEFAULT_PRESET
+from auxol.online.config import AUXOL_KEYS
 from auxol.serve.app import create_app
 from auxol.serve.cache import DEFAULT_CACHE_SIZE
 from auxol.serve.limits import Limits
@@ -43,10 +46,10 @@ def serve(
         Path, typer.Option("--root", help="Folder of the sessions: one folder per session, created or resumed where it stopped.")
     ],
     model: Annotated[
-        ModelName | None, typer.Option("--model", "-m", help="Foundation model of every session (default: litemedsam).")
+        ModelName | None, typer.Option("--model", "-m", help=f"Foundation model of every session (default: {DEFAULT_MODEL}).")
     ] = None,
     checkpoint: CheckpointOption = None,
-    preset: Annotated[PresetName | None, typer.Option(help="AuxOL preset of new sessions (default: cpu).")] = None,
+    preset: Annotated[PresetName | None, typer.Option(help=f"AuxOL preset of new sessions (default: {DEFAULT_PRESET}).")] = None,
     config: Annotated[
         Path | None,
         typer.Option("--config", help="JSON file of AuxOL options over the preset, for new sessions (the keys of 'auxol stream --config')."),

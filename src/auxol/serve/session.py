@@ -40,7 +40,7 @@ from auxol.errors import AuxolError, DataError, PromptError
 from auxol.evaluate.metrics import dice
 from auxol.models import PromptableModel
 from auxol.online import AuxOL, AuxOLConfig, Prediction
-from auxol.online.session import read_session, write_session
+from auxol.online.state_file import read_state_file, write_state_file
 from auxol.prompts import DEFAULT_BOX_MARGIN, Prompt, prompts_from_mask
 from auxol.serve.cache import DEFAULT_CACHE_SIZE, ImageCache, ImageEntry
 from auxol.serve.encoding import image_id
@@ -123,7 +123,7 @@ class ServeSession:
         """
         with _NEW_LEARNER:
             if folder.state_path.is_file():
-                state = read_session(folder.state_path, model.device)
+                state = read_state_file(folder.state_path, model.device)
                 learner = AuxOL(model, AuxOLConfig.from_dict(state["config"]), background=True)
                 learner.load_state_dict(state)
                 progress = state.get("serve", {})
@@ -314,7 +314,7 @@ class ServeSession:
     def _save(self, learned: int) -> None:
         """Write the learner with the count of corrections learned to ``session.pt``, atomically."""
         progress = {"learned": learned, "learned_images": sorted(self.learned_images), "failed": list(self.failed)}
-        write_session(self.folder.state_path, {**self.learner.state_dict(), "serve": progress})
+        write_state_file(self.folder.state_path, {**self.learner.state_dict(), "serve": progress})
 
     def queued(self) -> int:
         """Corrections journaled and not yet learned."""
@@ -345,8 +345,8 @@ class ServeSession:
             "corrections_journaled": len(self.journal),
             "corrections_failed": len(self.failed),
             "learning_queue": self.queued(),
-            "alpha_history": len(self.learner.alphas.alphas),
-            "alpha": self.learner.alphas.current(),
+            "alpha_history": self.learner.alphas_recorded,
+            "alpha": self.learner.alpha,
             "images_in_memory": len(self.cache),
             "last_error": self.last_error,
         }
