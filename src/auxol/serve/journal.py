@@ -51,7 +51,6 @@ def prediction_state(prediction: Prediction) -> dict[str, Any]:
         "base_mask": torch.from_numpy(prediction.base_mask.copy()),
         "boxcut_mask": torch.from_numpy(prediction.boxcut_mask.copy()),
         "mask": torch.from_numpy(prediction.mask.copy()),
-        "aux_prob": [torch.from_numpy(np.asarray(prob)) for prob in prediction.aux_prob],
         "alpha": prediction.alpha,
         "crops": [
             {
@@ -83,7 +82,6 @@ def prediction_from_state(state: dict[str, Any]) -> Prediction:
         base_logits=np.zeros((0, *base_mask.shape), dtype=np.float32),
         base_mask=base_mask,
         boxcut_mask=state["boxcut_mask"].numpy(),
-        aux_prob=[prob.numpy() for prob in state["aux_prob"]],
         mask=state["mask"].numpy(),
         alpha=state["alpha"],
         crops=crops,
