@@ -94,7 +94,7 @@ def prediction_response(key: str, prediction: Prediction) -> dict[str, Any]:
         "image_id": key,
         "width": width,
         "height": height,
-        "prompts": len(prediction.base_logits),
+        "prompts": len(prediction.click_boxes),
         "mask": mask_png_base64(prediction.mask),
         "base_mask": mask_png_base64(prediction.base_mask),
         "alpha": prediction.alpha,

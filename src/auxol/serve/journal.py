@@ -49,6 +49,9 @@ def prediction_state(prediction: Prediction) -> dict[str, Any]:
     """
     return {
         "base_mask": torch.from_numpy(prediction.base_mask.copy()),
+        "fm_mask": torch.from_numpy(prediction.fm_mask.copy()),
+        "click_boxes": [None if box is None else list(box) for box in prediction.click_boxes],
+        "click_extent": prediction.click_extent,
         "boxcut_mask": torch.from_numpy(prediction.boxcut_mask.copy()),
         "mask": torch.from_numpy(prediction.mask.copy()),
         "alpha": prediction.alpha,
@@ -59,6 +62,8 @@ def prediction_state(prediction: Prediction) -> dict[str, Any]:
                 "base_logits": torch.from_numpy(crop.base_logits),
                 "aux_logits": torch.from_numpy(crop.aux_logits),
                 "fused_prob": torch.from_numpy(crop.fused_prob),
+                "click": None if crop.click is None else list(crop.click),
+                "prompt": crop.prompt,
             }
             for crop in prediction.crops
         ],
@@ -75,16 +80,21 @@ def prediction_from_state(state: dict[str, Any]) -> Prediction:
             base_logits=crop["base_logits"].numpy(),
             aux_logits=crop["aux_logits"].numpy(),
             fused_prob=crop["fused_prob"].numpy(),
+            click=None if crop.get("click") is None else tuple(crop["click"]),
+            prompt=crop.get("prompt", 0),
         )
         for crop in state["crops"]
     ]
     return Prediction(
         base_logits=np.zeros((0, *base_mask.shape), dtype=np.float32),
         base_mask=base_mask,
+        fm_mask=state["fm_mask"].numpy() if "fm_mask" in state else base_mask,
         boxcut_mask=state["boxcut_mask"].numpy(),
         mask=state["mask"].numpy(),
         alpha=state["alpha"],
         crops=crops,
+        click_boxes=[None if box is None else tuple(box) for box in state.get("click_boxes", [None] * len(crops))],
+        click_extent=state.get("click_extent"),
     )
 
 

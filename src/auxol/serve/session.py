@@ -303,7 +303,7 @@ class ServeSession:
             "correction": seq,
             "image_id": key,
             "time": meta["time"],
-            "prompts": len(prediction.base_logits),
+            "prompts": len(prediction.click_boxes),
             "alpha": prediction.alpha,
             "shown_dice": dice(prediction.mask, corrected),
             "base_dice": dice(prediction.base_mask, corrected),
