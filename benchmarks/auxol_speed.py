@@ -1,6 +1,6 @@
 """Speed and Dice of AuxOL presets on one stream, against the foundation model's own cost.
 
-Runs the prequential stream (:func:`auxol.evaluate.stream.stream_part`, tight box prompts,
+Runs the prequential stream (:func:`auxol.stream.stream_part`, tight box prompts,
 every image rectified) of the first ``--limit`` images of ``--data`` once per preset. The
 foundation model (LiteMedSAM) embeds and decodes each image once; later presets replay
 its logits from memory, so every preset sees the same base predictions. Writes::
@@ -28,13 +28,13 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from auxol.data import load_dataset
-from auxol.evaluate.outputs import progress, valid_pairs
-from auxol.evaluate.stream import StreamOptions, stream_part
+from auxol.data import load_dataset, valid_pairs
 from auxol.io import write_json
 from auxol.models import Embedding, PromptableModel, load_model
 from auxol.online import DEFAULT_PRESET, PRESETS, AuxOL, AuxOLConfig
+from auxol.progress import progress
 from auxol.prompts import Prompt
+from auxol.stream import StreamOptions, stream_part
 
 
 class CachedModel:

@@ -62,9 +62,9 @@ def run_cell(arguments: argparse.Namespace) -> dict:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
     return {
         "parts": arguments.parts, "method": arguments.method,
-        "trainable_parameters": summary["trainable_parameters"], "total_parameters": summary["total_parameters"],
-        "seconds_per_step": summary["seconds_per_step"], "peak_memory_mib": peak,
-        "test_dice": summary["final_evaluation"]["dice"], "test_images": summary["final_evaluation"]["n"],
+        "trainable_parameters": summary.trainable_parameters, "total_parameters": summary.total_parameters,
+        "seconds_per_step": summary.seconds_per_step, "peak_memory_mib": peak,
+        "test_dice": summary.final_evaluation["dice"], "test_images": summary.final_evaluation["n"],
     }
 
 

@@ -1,4 +1,4 @@
-"""Tests of auxol.data: image and mask reading, dataset folders and CSV lists, annotation noise."""
+"""Tests of auxol.data: image and mask reading, dataset folders and CSV lists."""
 
 from pathlib import Path
 
@@ -9,7 +9,6 @@ from PIL import Image
 
 from auxol.data import (
     Pair,
-    degrade_mask,
     find_parts,
     list_pairs,
     load_dataset,
@@ -19,7 +18,7 @@ from auxol.data import (
     read_label_map,
     read_mask,
 )
-from auxol.errors import ConfigError, DataError
+from auxol.errors import DataError
 
 
 def save(path: Path, array: np.ndarray, mode: str | None = None) -> Path:
@@ -203,20 +202,3 @@ def test_bad_csv_lines(tmp_path, text, message):
     (tmp_path / "list.csv").write_text(text)
     with pytest.raises(DataError, match=message):
         read_csv_list(tmp_path / "list.csv")
-
-
-# --- annotation noise -----------------------------------------------------------------
-
-
-def test_degrade_mask_kernel_size():
-    mask = np.zeros((40, 40), bool)
-    mask[10:30, 10:30] = True
-    rng = np.random.default_rng(0)
-    # ratio 0.1 of reference 30 -> 3x3 kernel: one pixel more (less) on each side
-    assert degrade_mask(mask, "dilate", 0.1, rng, 30).sum() == 22 * 22
-    assert degrade_mask(mask, "erode", 0.1, rng, 30).sum() == 18 * 18
-    assert degrade_mask(mask, "dilate", 0.01, rng, 30).sum() == 400  # 1x1 kernel: unchanged
-    sizes = {int(degrade_mask(mask, "either", 0.1, rng, 30).sum()) for _ in range(20)}
-    assert sizes == {18 * 18, 22 * 22}
-    with pytest.raises(ConfigError):
-        degrade_mask(mask, "blur", 0.1, rng, 30)

@@ -89,8 +89,9 @@ def test_pretrain_output_is_accepted_as_finetune_starting_weights(tmp_path):
 
 def test_adapter_run_folder_is_a_checkpoint_and_predicts_as_the_trained_model(tmp_path):
     from auxol.finetune.merge import save_peft
-    from auxol.finetune.peft_setup import MethodConfig, prepare
-    from auxol.models import load_model
+    from auxol.finetune.config import MethodConfig
+    from auxol.finetune.peft_setup import prepare
+    from auxol.loading import load_model
     from auxol.prompts import Prompt
 
     method = MethodConfig("adapter", "encoder,decoder")

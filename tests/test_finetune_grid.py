@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from auxol.finetune.peft_setup import MethodConfig, parameter_counts, prepare
+from auxol.finetune.config import MethodConfig
+from auxol.finetune.peft_setup import parameter_counts, prepare
 from auxol.models import build_model
 
 BACKBONES = ["litemedsam", "mobilesam", "sam_vit_b", "medsam_vit_b", pytest.param("sam_vit_l", marks=pytest.mark.slow), pytest.param("sam_vit_h", marks=pytest.mark.slow)]

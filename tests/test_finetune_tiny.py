@@ -12,7 +12,8 @@ from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncode
 from auxol.finetune.config import FinetuneConfig
 from auxol.finetune.distributed import Distributed
 from auxol.finetune.merge import merged_state_dict, trainable_state
-from auxol.finetune.peft_setup import MethodConfig, prepare
+from auxol.finetune.config import MethodConfig
+from auxol.finetune.peft_setup import prepare
 from auxol.finetune.trainer import Trainer
 from auxol.io import write_mask_png, write_image_png
 from auxol.models.preprocess import Preprocessing

@@ -192,9 +192,9 @@ def test_prediction_never_depends_on_the_images_own_mask() -> None:
     leaked = run(AuxOL(StubModel(None), TINY), items, masks=wrong)
     for a, b in zip(honest[:5], leaked[:5]):  # up to and including image 4 itself
         np.testing.assert_array_equal(a.mask, b.mask)
-        np.testing.assert_array_equal(a.aux_prob[0], b.aux_prob[0])
+        np.testing.assert_array_equal(a.crops[0].aux_logits, b.crops[0].aux_logits)
         assert a.alpha == b.alpha
-    assert not np.array_equal(honest[5].aux_prob[0], leaked[5].aux_prob[0])  # image 4's mask was learned after
+    assert not np.array_equal(honest[5].crops[0].aux_logits, leaked[5].crops[0].aux_logits)  # image 4's mask was learned after
 
 
 @pytest.mark.parametrize("batchnorm", ["queue", "running"])
@@ -205,7 +205,7 @@ def test_predict_changes_no_state(batchnorm: str) -> None:
     before = {k: v.clone() for k, v in learner.net.state_dict().items()}
     first = learner.predict(image, prompts, base_logits=logits)
     second = learner.predict(image, prompts, base_logits=logits)
-    np.testing.assert_array_equal(first.aux_prob[0], second.aux_prob[0])
+    np.testing.assert_array_equal(first.crops[0].aux_logits, second.crops[0].aux_logits)
     for key, value in learner.net.state_dict().items():
         assert torch.equal(value, before[key]), key
 
@@ -227,7 +227,7 @@ def test_resumed_session_continues_bit_for_bit(tmp_path, options: dict) -> None:
     got = run(resumed, items[4:], masks[4:])
     for a, b in zip(expected, got):
         np.testing.assert_array_equal(a.mask, b.mask)
-        np.testing.assert_array_equal(a.aux_prob[0], b.aux_prob[0])
+        np.testing.assert_array_equal(a.crops[0].aux_logits, b.crops[0].aux_logits)
         assert a.alpha == b.alpha
     assert resumed.alpha_log == learner.alpha_log
     assert resumed.config == config
@@ -249,11 +249,11 @@ def test_fusion_weight_is_the_mean_of_earlier_rectified_crops_only() -> None:
     masks = [items[0][1], None, items[2][1], None, items[4][1], items[5][1]]
     predictions = run(learner, items, masks)
     assert [p.alpha for p in predictions[:3]] == [None, None, None]  # 0, 1, 2 alphas before
-    assert [entry["image"] for entry in learner.alpha_log] == [0, 2, 4, 5]
-    best = [entry["best_alpha"] for entry in learner.alpha_log]
+    assert [entry.image for entry in learner.alpha_log] == [0, 2, 4, 5]
+    best = [entry.best_alpha for entry in learner.alpha_log]
     assert predictions[3].alpha == pytest.approx(np.mean(best[:2]))
     assert predictions[5].alpha == pytest.approx(np.mean(best[1:3]))  # never its own alpha
-    assert learner.alpha_log[-1]["used_alpha"] == predictions[5].alpha
+    assert learner.alpha_log[-1].used_alpha == predictions[5].alpha
     assert learner.images_seen == 6 and learner.images_rectified == 4
 
 
@@ -289,7 +289,9 @@ def test_predict_runs_the_foundation_model_when_no_logits_are_given() -> None:
     prediction = learner.predict(image, [Prompt.from_point(*np.argwhere(truth).mean(0)[::-1])])
     np.testing.assert_array_equal(prediction.base_mask, logits[0] > 0)
     assert prediction.crops[0].box == crop_box(Prompt.from_point(0, 0), logits[0])  # point rule
-    assert prediction.aux_prob[0].shape == (TINY.crop_size, TINY.crop_size)
+    x1, y1, x2, y2 = prediction.crops[0].box
+    assert prediction.crops[0].aux_input.shape[1:] == (TINY.crop_size, TINY.crop_size)
+    assert prediction.crops[0].aux_logits.shape == (y2 - y1 + 1, x2 - x1 + 1)  # the auxiliary output, back at the crop
 
 
 def test_background_learning_applies_the_same_steps_in_order(tmp_path) -> None:
@@ -299,7 +301,7 @@ def test_background_learning_applies_the_same_steps_in_order(tmp_path) -> None:
     for image, truth, prompts, logits in items:
         learner.flush()
         prediction = learner.predict(image, prompts, base_logits=logits)
-        np.testing.assert_array_equal(prediction.aux_prob[0], expected[learner.images_seen].aux_prob[0])
+        np.testing.assert_array_equal(prediction.crops[0].aux_logits, expected[learner.images_seen].crops[0].aux_logits)
         learner.learn(prediction, truth)
     learner.save(tmp_path / "session.pt")  # flushes first
     assert not learner._pending

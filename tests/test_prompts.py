@@ -1,10 +1,10 @@
-"""Tests of the mask -> prompt rules and box noise in auxol.prompts."""
+"""Tests of the mask -> prompt rules and box geometry in auxol.prompts."""
 
 import numpy as np
 import pytest
 
 from auxol.errors import PromptError
-from auxol.prompts import components, prompts_from_mask, shift_box, widen_box
+from auxol.prompts import components, prompts_from_mask, widen_box
 
 
 def test_lesion_larger_than_half_the_image_keeps_its_box():
@@ -59,18 +59,6 @@ def test_bad_kind_and_shape():
         prompts_from_mask(np.ones((20, 20), bool), "circle")
     with pytest.raises(PromptError, match="2-D"):
         components(np.ones((20, 20, 3), bool))
-
-
-def test_lrud_shift_keeps_size_and_stays_inside():
-    rng = np.random.default_rng(1234)
-    box = (40.0, 30.0, 59.0, 69.0)  # 20 wide, 40 high
-    shifted = {shift_box(box, 0.1, rng, 200, 200) for _ in range(50)}
-    assert shifted == {
-        (40.0 + dx, 30.0 + dy, 59.0 + dx, 69.0 + dy) for dx in (-2.0, 2.0) for dy in (-4.0, 4.0)
-    }
-    for _ in range(20):
-        x1, y1, x2, y2 = shift_box((0.0, 0.0, 99.0, 49.0), 0.2, rng, 50, 100)
-        assert 0 <= x1 <= x2 <= 99 and 0 <= y1 <= y2 <= 49
 
 
 def test_widen_box():

@@ -124,7 +124,7 @@ def test_each_prediction_uses_only_earlier_corrections(tmp_path):
     session = open_session(tmp_path)
     with client_for(session) as client:
         replies = correct_all(client, session, stream(7))
-        best = [entry["best_alpha"] for entry in session.learner.alpha_log]
+        best = [entry.best_alpha for entry in session.learner.alpha_log]
     # K = 5 (cpu preset): images 0-4 are shown by the foundation model alone; image 5 uses
     # the mean best alpha of images 0-4, image 6 that of images 1-5: never its own.
     assert [reply["alpha"] for reply in replies[:5]] == [None] * 5

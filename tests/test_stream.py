@@ -23,14 +23,8 @@ from typer.testing import CliRunner
 from auxol.commands import stream as stream_command
 from auxol.errors import AuxolError, ConfigError, DataError
 from auxol.evaluate.metrics import dice
-from auxol.evaluate.stream import (
-    StreamOptions,
-    StreamRunner,
-    StreamSettings,
-    rectified_mask,
-    stream_part,
-    stream_prompts,
-)
+from auxol.stream import StreamOptions, StreamRunner, StreamSettings, resolve_options, stream_part
+from auxol.stream.clinician import degrade_mask, rectified_mask, shift_box, stream_prompts
 from auxol.io import write_image_png, write_mask_png
 from auxol.online import AuxOLConfig
 from auxol.prompts import Prompt
@@ -86,13 +80,13 @@ def run(data: Path, out: Path, model=None, resume: bool = False, save_every: int
         data=str(data), model="stub", checkpoint=None, preset="tiny", auxol=TINY,
         stream=StreamOptions(**options), save_every=save_every,
     )
-    return StreamRunner(model or DarkCoreModel(), settings, out).run(resume=resume)
+    return StreamRunner(model or DarkCoreModel(), settings, out).run(resume=resume).to_dict()
 
 
 @pytest.fixture
 def no_plots(monkeypatch):
     """Skip the figures (matplotlib takes most of a small run's time) in tests that do not look at them."""
-    monkeypatch.setattr("auxol.evaluate.report.write_plots", lambda *args: None)
+    monkeypatch.setattr("auxol.stream.report.write_plots", lambda *args: None)
 
 
 def read_rows(path: Path) -> list[dict[str, str]]:
@@ -250,6 +244,32 @@ def test_box_margin_widens_each_side_by_the_fraction_of_the_long_side():
     assert np.allclose(np.subtract(wide.box, tight.box), [-pad, -pad, pad, pad], atol=1)
 
 
+def test_lrud_shift_keeps_size_and_stays_inside():
+    rng = np.random.default_rng(1234)
+    box = (40.0, 30.0, 59.0, 69.0)  # 20 wide, 40 high
+    shifted = {shift_box(box, 0.1, rng, 200, 200) for _ in range(50)}
+    assert shifted == {
+        (40.0 + dx, 30.0 + dy, 59.0 + dx, 69.0 + dy) for dx in (-2.0, 2.0) for dy in (-4.0, 4.0)
+    }
+    for _ in range(20):
+        x1, y1, x2, y2 = shift_box((0.0, 0.0, 99.0, 49.0), 0.2, rng, 50, 100)
+        assert 0 <= x1 <= x2 <= 99 and 0 <= y1 <= y2 <= 49
+
+
+def test_degrade_mask_kernel_size():
+    mask = np.zeros((40, 40), bool)
+    mask[10:30, 10:30] = True
+    rng = np.random.default_rng(0)
+    # ratio 0.1 of reference 30 -> 3x3 kernel: one pixel more (less) on each side
+    assert degrade_mask(mask, "dilate", 0.1, rng, 30).sum() == 22 * 22
+    assert degrade_mask(mask, "erode", 0.1, rng, 30).sum() == 18 * 18
+    assert degrade_mask(mask, "dilate", 0.01, rng, 30).sum() == 400  # 1x1 kernel: unchanged
+    sizes = {int(degrade_mask(mask, "either", 0.1, rng, 30).sum()) for _ in range(20)}
+    assert sizes == {18 * 18, 22 * 22}
+    with pytest.raises(ConfigError):
+        degrade_mask(mask, "blur", 0.1, rng, 30)
+
+
 def test_invalid_stream_options_raise_config_errors():
     with pytest.raises(ConfigError, match="--interval"):
         StreamOptions(interval=0)
@@ -346,7 +366,7 @@ def test_unknown_config_file_key_is_a_config_error(tmp_path):
     config_file = tmp_path / "options.json"
     config_file.write_text(json.dumps({"widht": 4}))
     with pytest.raises(ConfigError, match="unknown option.*widht"):
-        stream_command.resolve_options("paper", config_file, {})
+        resolve_options("paper", config_file, {})
 
 
 @pytest.mark.slow

@@ -18,7 +18,7 @@ import importlib
 __version__ = "0.1.0"
 
 _API = {
-    "load_model": "auxol.models",
+    "load_model": "auxol.loading",
     "Prompt": "auxol.prompts",
     "AuxOL": "auxol.online",
     "AuxOLConfig": "auxol.online",

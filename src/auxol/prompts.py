@@ -150,7 +150,7 @@ def prompts_from_mask(
     height, width = mask.shape
     if kind == "box":
         pad = box_margin * max(height, width)
-        boxes = [_clip_box(x1 - pad, y1 - pad, x2 + pad, y2 + pad, height, width) for (x1, y1, x2, y2), _ in found]
+        boxes = [clip_box(x1 - pad, y1 - pad, x2 + pad, y2 + pad, height, width) for (x1, y1, x2, y2), _ in found]
         return [Prompt.from_box(box) for box in boxes or [(0.0, 0.0, float(width - 1), float(height - 1))]]
     if found:
         points = [_inner_centroid(region) for _, region in found]
@@ -166,25 +166,11 @@ def _box_size(box: Box) -> tuple[float, float]:
     return box[2] - box[0] + 1, box[3] - box[1] + 1
 
 
-def _clip_box(x1: float, y1: float, x2: float, y2: float, height: int, width: int) -> Box:
-    """Clip each coordinate to the image: x to [0, width-1], y to [0, height-1]."""
+def clip_box(x1: float, y1: float, x2: float, y2: float, height: int, width: int) -> Box:
+    """The box (x1, y1, x2, y2) with each coordinate clipped to the image: x to [0, width-1], y to [0, height-1]."""
     xs = np.clip([x1, x2], 0, width - 1)
     ys = np.clip([y1, y2], 0, height - 1)
     return float(xs[0]), float(ys[0]), float(xs[1]), float(ys[1])
-
-
-def shift_box(box: Box, ratio: float, rng: np.random.Generator, height: int, width: int) -> Box:
-    """The published "lrud" prompt noise: move ``box`` by ``ratio`` of its size, then clip it to the image.
-
-    The box moves left or right by ``ratio * box width`` and up or down by ``ratio * box
-    height`` (width and height in pixels, x2 - x1 + 1; each direction drawn from ``rng``
-    with probability 1/2, horizontal first), keeping its size; coordinates are then
-    clipped to the (height, width) image, which shrinks a box pushed over an edge.
-    Returned coordinates are floats (not rounded).
-    """
-    box_width, box_height = _box_size(box)
-    dx, dy = ratio * box_width * rng.choice((-1, 1)), ratio * box_height * rng.choice((-1, 1))
-    return _clip_box(box[0] + dx, box[1] + dy, box[2] + dx, box[3] + dy, height, width)
 
 
 def widen_box(box: Box, ratio: float, height: int, width: int) -> Box:
@@ -195,4 +181,4 @@ def widen_box(box: Box, ratio: float, height: int, width: int) -> Box:
     """
     box_width, box_height = _box_size(box)
     dx, dy = ratio * box_width, ratio * box_height
-    return _clip_box(box[0] - dx, box[1] - dy, box[2] + dx, box[3] + dy, height, width)
+    return clip_box(box[0] - dx, box[1] - dy, box[2] + dx, box[3] + dy, height, width)

@@ -12,7 +12,8 @@ from auxol.commands.options import (
 )
 from auxol.data.volumes import find_volume_pairs, holds_volumes, write_slices
 from auxol.evaluate.evaluation import EvaluationConfig, evaluate as run_evaluation
-from auxol.models import DEFAULT_MODEL, default_checkpoint, load_model
+from auxol.loading import load_model
+from auxol.models import DEFAULT_MODEL, default_checkpoint
 from auxol.prompts import DEFAULT_BOX_MARGIN
 
 

@@ -2,48 +2,27 @@
 
 from __future__ import annotations
 
-from dataclasses import fields
 from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, get_args
 
 import typer
 
 from auxol.data import load_dataset
 from auxol.errors import ConfigError
 from auxol.commands.options import (
-    BoxMarginOption, CheckpointOption, DeviceOption, ModelOption, SliceAxisOption, WindowOption, parse_window,
+    BoxMarginOption, CheckpointOption, DeviceOption, ModelOption, SliceAxisOption, WindowOption, choices, given_options,
+    parse_window,
 )
+from auxol.finetune.config import FINETUNE_KEYS, METHODS, PARTS, EmptyPolicy, FinetuneConfig, PromptMode, resolve_config
 from auxol.io import write_csv
 from auxol.models import DEFAULT_MODEL
-from auxol.prompts import DEFAULT_BOX_MARGIN
 
 
-# The choices below mirror auxol.finetune's METHODS, PARTS, PromptMode and EmptyPolicy, spelled
-# out because importing auxol.finetune (peft, the trainer) would add ~6 s to every CLI start;
-# the library checks each value again (FinetuneConfig: method, parts; auxol.finetune.data: prompt, empty).
-
-
-class MethodName(str, Enum):
-    vanilla = "vanilla"
-    lora = "lora"
-    adapter = "adapter"
-
-
-class PartsName(str, Enum):
-    decoder = "decoder"
-    encoder_decoder = "encoder,decoder"
-
-
-class TrainPrompt(str, Enum):
-    none = "none"
-    box = "box"
-    point = "point"
-
-
-class EmptyPolicyName(str, Enum):
-    skip = "skip"
-    keep = "keep"
+MethodName = choices("MethodName", METHODS)
+PartsName = choices("PartsName", PARTS)
+TrainPrompt = choices("TrainPrompt", get_args(PromptMode))
+EmptyPolicyName = choices("EmptyPolicyName", get_args(EmptyPolicy))
 
 
 def _names(text: str, option: str) -> tuple[str, ...]:
@@ -77,64 +56,59 @@ def finetune(
     val: Annotated[Path | None, typer.Option(help="Validation data: dataset folder or CSV list.")] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Output folder.")] = None,
     test: Annotated[Path | None, typer.Option(help="Data of the final evaluation (default: --val).")] = None,
-    model: ModelOption = DEFAULT_MODEL,
+    model: ModelOption = FinetuneConfig.model,
     checkpoint: CheckpointOption = None,
-    method: Annotated[MethodName, typer.Option(help="What trains: vanilla weights, LoRA or adapters.")] = MethodName.lora,
-    parts: Annotated[PartsName, typer.Option(help="Adapt the decoder only, or the encoder and the decoder.")] = PartsName.encoder_decoder,
-    prompt: Annotated[TrainPrompt, typer.Option(help="Training prompts: none (automatic), box or point.")] = TrainPrompt.box,
-    classes: Annotated[int, typer.Option(help="Foreground classes (mask values 1..N); N > 1 needs --prompt none.")] = 1,
+    method: Annotated[MethodName, typer.Option(help="What trains: vanilla weights, LoRA or adapters.")] = FinetuneConfig.method,
+    parts: Annotated[PartsName, typer.Option(help="Adapt the decoder only, or the encoder and the decoder.")] = FinetuneConfig.parts,
+    prompt: Annotated[TrainPrompt, typer.Option(help="Training prompts: none (automatic), box or point.")] = FinetuneConfig.prompt,
+    classes: Annotated[int, typer.Option(help="Foreground classes (mask values 1..N); N > 1 needs --prompt none.")] = FinetuneConfig.classes,
     shots: Annotated[int | None, typer.Option(help="Train on K pairs drawn with --seed (few-shot).")] = None,
-    epochs: Annotated[int, typer.Option(help="Most epochs.")] = 200,
+    epochs: Annotated[int, typer.Option(help="Most epochs.")] = FinetuneConfig.epochs,
     max_steps: Annotated[int | None, typer.Option(help="Most optimiser steps (also the poly-decay horizon).")] = None,
-    batch_size: Annotated[int, typer.Option(help="Images per step and process.")] = 4,
-    lr: Annotated[float, typer.Option(help="AdamW learning rate.")] = 1e-3,
-    weight_decay: Annotated[float, typer.Option(help="AdamW weight decay.")] = 0.1,
-    beta1: Annotated[float, typer.Option(help="AdamW beta1.")] = 0.9,
-    beta2: Annotated[float, typer.Option(help="AdamW beta2.")] = 0.999,
-    warmup_steps: Annotated[int, typer.Option(help="Linear warm-up steps from lr/200.")] = 200,
-    poly_power: Annotated[float, typer.Option(help="Power of the poly decay after warm-up.")] = 0.9,
-    val_every: Annotated[int, typer.Option(help="Validate every N epochs.")] = 2,
-    patience: Annotated[int, typer.Option(help="Stop after N epochs without a new best validation Dice.")] = 20,
-    augment: Annotated[bool, typer.Option("--augment/--no-augment", help="Light augmentation (colour, equalise, rotate, zoom).")] = True,
-    empty: Annotated[EmptyPolicyName, typer.Option(help="Training pairs whose mask is empty: skip or keep.")] = EmptyPolicyName.skip,
-    min_size: Annotated[int, typer.Option(help="Components with a box narrower or shorter than this (px) get no prompt.")] = 16,
-    box_margin: BoxMarginOption = DEFAULT_BOX_MARGIN,
-    lora_rank: Annotated[int, typer.Option(help="LoRA rank.")] = 4,
-    lora_alpha: Annotated[float, typer.Option(help="LoRA alpha (update scaled by alpha/rank).")] = 4.0,
-    lora_dropout: Annotated[float, typer.Option(help="LoRA dropout.")] = 0.0,
+    batch_size: Annotated[int, typer.Option(help="Images per step and process.")] = FinetuneConfig.batch_size,
+    lr: Annotated[float, typer.Option(help="AdamW learning rate.")] = FinetuneConfig.lr,
+    weight_decay: Annotated[float, typer.Option(help="AdamW weight decay.")] = FinetuneConfig.weight_decay,
+    beta1: Annotated[float, typer.Option(help="AdamW beta1.")] = FinetuneConfig.beta1,
+    beta2: Annotated[float, typer.Option(help="AdamW beta2.")] = FinetuneConfig.beta2,
+    warmup_steps: Annotated[int, typer.Option(help="Linear warm-up steps from lr/200.")] = FinetuneConfig.warmup_steps,
+    poly_power: Annotated[float, typer.Option(help="Power of the poly decay after warm-up.")] = FinetuneConfig.poly_power,
+    val_every: Annotated[int, typer.Option(help="Validate every N epochs.")] = FinetuneConfig.val_every,
+    patience: Annotated[int, typer.Option(help="Stop after N epochs without a new best validation Dice.")] = FinetuneConfig.patience,
+    augment: Annotated[bool, typer.Option("--augment/--no-augment", help="Light augmentation (colour, equalise, rotate, zoom).")] = FinetuneConfig.augment,
+    empty: Annotated[EmptyPolicyName, typer.Option(help="Training pairs whose mask is empty: skip or keep.")] = FinetuneConfig.empty,
+    min_size: Annotated[int, typer.Option(help="Components with a box narrower or shorter than this (px) get no prompt.")] = FinetuneConfig.min_size,
+    box_margin: BoxMarginOption = FinetuneConfig.box_margin,
+    lora_rank: Annotated[int, typer.Option(help="LoRA rank.")] = FinetuneConfig.lora_rank,
+    lora_alpha: Annotated[float, typer.Option(help="LoRA alpha (update scaled by alpha/rank).")] = FinetuneConfig.lora_alpha,
+    lora_dropout: Annotated[float, typer.Option(help="LoRA dropout.")] = FinetuneConfig.lora_dropout,
     blocks: Annotated[str, typer.Option(help="Encoder blocks to adapt: default (first two, last two), all, or 0,1,10,11.")] = "default",
-    encoder_targets: Annotated[str, typer.Option(help="LoRA slices of the encoder qkv, among q,k,v.")] = "q,v",
-    decoder_targets: Annotated[str, typer.Option(help="LoRA projections of the decoder attentions.")] = "q_proj,v_proj",
-    seed: Annotated[int, typer.Option(help="Seed of initialisation, order, augmentation and prompts.")] = 0,
-    workers: Annotated[int, typer.Option(help="Data-loading worker processes.")] = 0,
-    save_every: Annotated[int, typer.Option(help="Write the resumable state every N steps.")] = 50,
+    encoder_targets: Annotated[str, typer.Option(help="LoRA slices of the encoder qkv, among q,k,v.")] = ",".join(FinetuneConfig.encoder_targets),
+    decoder_targets: Annotated[str, typer.Option(help="LoRA projections of the decoder attentions.")] = ",".join(FinetuneConfig.decoder_targets),
+    seed: Annotated[int, typer.Option(help="Seed of initialisation, order, augmentation and prompts.")] = FinetuneConfig.seed,
+    workers: Annotated[int, typer.Option(help="Data-loading worker processes.")] = FinetuneConfig.workers,
+    save_every: Annotated[int, typer.Option(help="Write the resumable state every N steps.")] = FinetuneConfig.save_every,
     device: DeviceOption = None,
     distributed: Annotated[bool | None, typer.Option("--distributed/--no-distributed", help="Require (or refuse) a torchrun launch; default: as launched.")] = None,
     resume: Annotated[bool, typer.Option("--resume/--no-resume", help="Continue from OUT/state.pt.")] = False,
     config: Annotated[Path | None, typer.Option(help="JSON file of options; command-line options override it.")] = None,
 ) -> None:
     """Fine-tune a SAM-family model (vanilla, LoRA or adapters) and write its checkpoints, log and summary to OUT."""
-    from auxol.finetune.config import FinetuneConfig, read_config_file
     from auxol.finetune.trainer import run_finetune
 
-    given = {name: value for name, value in ctx.params.items() if ctx.get_parameter_source(name).name == "COMMANDLINE"}
-    defaults = {name: value for name, value in ctx.params.items() if name not in given}
-    values = {**defaults, **(read_config_file(config) if config else {}), **given}
-    values.pop("config")
+    values = resolve_config(config, given_options(ctx, FINETUNE_KEYS))
     for name in ("train", "val", "out"):
-        if values[name] is None:
+        if values.get(name) is None:
             raise ConfigError(f"--{name} is required (on the command line or in --config)")
-    values = {name: _value(value) for name, value in values.items()}
     values.update(
         blocks=_blocks(values["blocks"]),
         encoder_targets=_names(values["encoder_targets"], "--encoder-targets") if isinstance(values["encoder_targets"], str) else tuple(values["encoder_targets"]),
         decoder_targets=_names(values["decoder_targets"], "--decoder-targets") if isinstance(values["decoder_targets"], str) else tuple(values["decoder_targets"]),
-        **{name: None if values[name] is None else str(values[name]) for name in ("train", "val", "out", "test", "checkpoint")},
+        **{name: None if values.get(name) is None else str(values[name]) for name in ("train", "val", "out", "test", "checkpoint")},
     )
-    summary = run_finetune(FinetuneConfig(**{field.name: values[field.name] for field in fields(FinetuneConfig)}))
+    summary = run_finetune(FinetuneConfig(**values))
     if summary is not None:
-        final = summary["final_evaluation"]
-        typer.echo(f"best validation Dice {summary['best']['val_dice']:.4f} at step {summary['best']['step']}; "
+        final = summary.final_evaluation
+        typer.echo(f"best validation Dice {summary.best['val_dice']:.4f} at step {summary.best['step']}; "
                    f"final Dice {final['dice']:.4f} on {final['n']} images of {final['data']}; wrote {values['out']}")
 
 
@@ -169,7 +143,7 @@ def pretrain(
 ) -> None:
     """Masked-image pre-training of the image encoder on unlabelled images; writes OUT/pretrained.pth for --checkpoint."""
     from auxol.finetune.mae import PretrainConfig, pretrain as run_pretrain
-    from auxol.models import load_model
+    from auxol.loading import load_model
 
     if not 0 < mask_ratio < 1:
         raise ConfigError(f"--mask-ratio must be between 0 and 1, got {mask_ratio}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, get_args
+from typing import Annotated, Any, get_args
 
 import typer
 
@@ -17,6 +17,16 @@ from auxol.models import MODELS
 def choices(name: str, values: Iterable[str]) -> type[Enum]:
     """A str Enum of ``values`` (member names = values) for a Typer option, so the CLI offers the library's own choices."""
     return Enum(name, {value: value for value in values}, type=str)
+
+
+def given_options(ctx: typer.Context, names: Iterable[str]) -> dict[str, Any]:
+    """The options among ``names`` that the user typed on the command line, with their values.
+
+    These are the last layer of :func:`auxol.options.resolve`: an option left at its
+    default does not override the preset or the config file.
+    """
+    typed = {name for name in names if getattr(ctx.get_parameter_source(name), "name", None) == "COMMANDLINE"}
+    return {name: ctx.params[name] for name in typed}  # the source compared by name: typer vendors its own click
 
 
 PromptKind = choices("PromptKind", get_args(prompts.PromptKind))

@@ -19,9 +19,11 @@ import typer
 from auxol.commands.options import CheckpointOption, DeviceOption, ModelOption
 from auxol.data import read_image
 from auxol.errors import ConfigError, PromptError
-from auxol.evaluate.outputs import PREDICTION_COLOUR, overlay, progress
+from auxol.evaluate.outputs import PREDICTION_COLOUR, overlay
 from auxol.io import read_json_object, write_image_png, write_mask_png
-from auxol.models import DEFAULT_MODEL, load_model
+from auxol.loading import load_model
+from auxol.models import DEFAULT_MODEL
+from auxol.progress import progress
 from auxol.prompts import Prompt
 
 

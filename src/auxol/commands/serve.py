@@ -10,9 +10,12 @@ import typer
 import uvicorn
 
 from auxol.commands.options import CheckpointOption, DeviceOption, ModelName
-from auxol.commands.stream import AUXOL_KEYS, PresetName
+from auxol.commands.stream import PresetName
 from auxol.io import read_options_file
-from auxol.models import load_model
+from auxol.loading import load_model
+from auxol.models import DEFAULT_MODEL
+from auxol.online import DEFAULT_PRESET
+from auxol.online.config import AUXOL_KEYS
 from auxol.serve.app import create_app
 from auxol.serve.cache import DEFAULT_CACHE_SIZE
 from auxol.serve.session import ServeSession
@@ -24,10 +27,10 @@ from auxol.serve.store import SessionFolder
 def serve(
     session: Annotated[Path, typer.Option("--session", help="Session folder: created, or resumed where it stopped.")],
     model: Annotated[
-        ModelName | None, typer.Option("--model", "-m", help="Foundation model (new session: litemedsam; resumed: its own).")
+        ModelName | None, typer.Option("--model", "-m", help=f"Foundation model (new session: {DEFAULT_MODEL}; resumed: its own).")
     ] = None,
     checkpoint: CheckpointOption = None,
-    preset: Annotated[PresetName | None, typer.Option(help="AuxOL preset (new session: cpu; resumed: its own).")] = None,
+    preset: Annotated[PresetName | None, typer.Option(help=f"AuxOL preset (new session: {DEFAULT_PRESET}; resumed: its own).")] = None,
     config: Annotated[
         Path | None, typer.Option("--config", help="JSON file of AuxOL options over the preset (the keys of 'auxol stream --config').")
     ] = None,

@@ -1,36 +1,31 @@
 """``auxol stream`` (replay a dataset as a clinician-in-the-loop stream with AuxOL) and ``auxol demo``.
 
-Options of the AuxOL learner resolve in three layers: the ``--preset``, then the keys of
-``--config FILE.json``, then the flags given on the command line. The file is one JSON
-object whose keys are those of :class:`~auxol.online.AuxOLConfig` and
-:class:`~auxol.evaluate.stream.StreamOptions` (``{"width": 32, "interval": 2}``). Every
-run writes the resolved options to ``OUT/config.json``.
+Options of the AuxOL learner and of the simulated clinician resolve in three layers (see
+:mod:`auxol.stream.settings`): the ``--preset``, then the keys of ``--config FILE.json``,
+then the flags given on the command line. Every run writes the resolved options to
+``OUT/config.json``.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Annotated, Any, get_args
 
 import typer
 from rich.console import Console
 
-from auxol.commands.options import CheckpointOption, DeviceOption, ModelOption, PromptKind, choices
-from auxol.data import noise
+from auxol.commands.options import CheckpointOption, DeviceOption, ModelOption, PromptKind, choices, given_options
 from auxol.data.phantoms import generate_phantoms
-from auxol.evaluate.report import summary_table
-from auxol.evaluate.stream import StreamOptions, StreamRunner, StreamSettings
-from auxol.io import read_options_file
-from auxol.models import DEFAULT_MODEL, default_checkpoint, load_model
+from auxol.loading import load_model
+from auxol.models import DEFAULT_MODEL, default_checkpoint
 from auxol.online import DEFAULT_PRESET, PRESETS, AuxOLConfig
-from auxol.online.config import BatchNormStatistics
-
-AUXOL_KEYS = frozenset(field.name for field in dataclasses.fields(AuxOLConfig))
-STREAM_KEYS = frozenset(field.name for field in dataclasses.fields(StreamOptions))
+from auxol.online.config import AUXOL_KEYS, BatchNormStatistics
+from auxol.stream import StreamOptions, StreamRunner, StreamSettings, clinician, resolve_options
+from auxol.stream.report import summary_table
+from auxol.stream.settings import STREAM_KEYS
 
 PresetName = choices("PresetName", PRESETS)
-NoiseKind = choices("NoiseKind", get_args(noise.NoiseKind))
+NoiseKind = choices("NoiseKind", get_args(clinician.NoiseKind))
 BatchNormMode = choices("BatchNormMode", get_args(BatchNormStatistics))
 
 
@@ -42,20 +37,8 @@ def _stream_option(help_text: str, *names: str) -> Any:
     return typer.Option(*names, help=help_text, rich_help_panel="Clinician simulation")
 
 
-def read_config_file(path: Path) -> dict[str, Any]:
-    """The AuxOL and stream options of a JSON config file; unknown keys raise :class:`ConfigError`."""
-    return read_options_file(path, AUXOL_KEYS | STREAM_KEYS)
-
-
-def resolve_options(preset: str, config_file: Path | None, flags: dict[str, Any]) -> tuple[AuxOLConfig, StreamOptions]:
-    """Preset, then config file, then the given (non-None) ``flags``: the AuxOL config and the stream options."""
-    layered = read_config_file(config_file) if config_file else {}
-    layered.update({key: getattr(value, "value", value) for key, value in flags.items() if value is not None})
-    auxol = AuxOLConfig.from_dict({**AuxOLConfig.preset(preset).to_dict(), **{k: v for k, v in layered.items() if k in AUXOL_KEYS}})
-    return auxol, StreamOptions(**{key: value for key, value in layered.items() if key in STREAM_KEYS})
-
-
 def stream(
+    ctx: typer.Context,
     data: Annotated[Path, typer.Argument(help="A part (images/ + masks/), a tree of parts, or a CSV list.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")],
     model: ModelOption = DEFAULT_MODEL,
@@ -63,18 +46,18 @@ def stream(
     device: DeviceOption = None,
     preset: Annotated[PresetName, typer.Option(help="AuxOL preset the other options start from.")] = DEFAULT_PRESET,
     config: Annotated[Path | None, typer.Option("--config", help="JSON file of AuxOL and stream options (over the preset).")] = None,
-    resume: Annotated[bool, typer.Option(help="Continue an interrupted run in OUT from its saved sessions.")] = False,
-    save_every: Annotated[int, typer.Option(help="Save results and learner sessions every N images.", min=1)] = 10,
-    # Clinician simulation (None: from --config, else the StreamOptions default)
-    prompt: Annotated[PromptKind | None, _stream_option("Prompt derived from each true mask (default: box).")] = None,
-    min_size: Annotated[int | None, _stream_option("Drop mask components whose box is narrower or shorter (px) (default: 16).")] = None,
-    box_margin: Annotated[float | None, _stream_option("Widen boxes by this fraction of the image's long side (default: 0, tight as in the paper).")] = None,
-    prompt_noise: Annotated[float | None, _stream_option("Shift each box left/right and up/down by this fraction of its size (default: 0).")] = None,
-    interval: Annotated[int | None, _stream_option("Rectify every k-th image only (default: 1, all).")] = None,
-    dice_threshold: Annotated[float | None, _stream_option("Rectify only images whose base Dice is <= this (default: 1).")] = None,
-    annotation_noise: Annotated[NoiseKind | None, _stream_option("Degrade rectified masks (default: none).")] = None,
-    noise_ratio: Annotated[float | None, _stream_option("Noise kernel side / min side of the component box (default: 0.05).")] = None,
-    # AuxOL options (None: from --config, else the preset)
+    resume: Annotated[bool, typer.Option(help="Continue an interrupted run in OUT from its saved progress (OUT/session/).")] = False,
+    save_every: Annotated[int, typer.Option(help="Save results and the learners' progress every N images.", min=1)] = 10,
+    # Clinician simulation (shown defaults: StreamOptions'; only the flags given override --config)
+    prompt: Annotated[PromptKind, _stream_option("Prompt derived from each true mask.")] = StreamOptions.prompt,
+    min_size: Annotated[int, _stream_option("Drop mask components whose box is narrower or shorter (px).")] = StreamOptions.min_size,
+    box_margin: Annotated[float, _stream_option("Widen boxes by this fraction of the image's long side (0: tight, as in the paper).")] = StreamOptions.box_margin,
+    prompt_noise: Annotated[float, _stream_option("Shift each box left/right and up/down by this fraction of its size.")] = StreamOptions.prompt_noise,
+    interval: Annotated[int, _stream_option("Rectify every k-th image only (1: all).")] = StreamOptions.interval,
+    dice_threshold: Annotated[float, _stream_option("Rectify only images whose base Dice is <= this.")] = StreamOptions.dice_threshold,
+    annotation_noise: Annotated[NoiseKind | None, _stream_option("Degrade rectified masks (default: exact masks).")] = StreamOptions.annotation_noise,
+    noise_ratio: Annotated[float, _stream_option("Noise kernel side / min side of the component box.")] = StreamOptions.noise_ratio,
+    # AuxOL options (None: not given; from --config, else the preset)
     width: Annotated[int | None, _option("Auxiliary U-Net width (first level channels).")] = None,
     queue_length: Annotated[int | None, _option("Online batch: most recent N rectified crops.")] = None,
     crop_size: Annotated[int | None, _option("Auxiliary input side (px, multiple of 16).")] = None,
@@ -100,9 +83,8 @@ def stream(
     deterministic: Annotated[bool | None, _option("Deterministic torch algorithms.", "--deterministic/--no-deterministic")] = None,
 ) -> None:
     """Replay DATA as a clinician-in-the-loop stream: base model vs AuxOL, image by image (prequential)."""
-    flags = {name: value for name, value in locals().items() if name in AUXOL_KEYS | STREAM_KEYS}
     preset_name = getattr(preset, "value", preset)
-    auxol, options = resolve_options(preset_name, config, flags)
+    auxol, options = resolve_options(preset_name, config, given_options(ctx, AUXOL_KEYS | STREAM_KEYS))
     model_name = getattr(model, "value", model)
     settings = StreamSettings(
         data=str(data), model=model_name, checkpoint=_checkpoint(model_name, checkpoint),
@@ -136,9 +118,9 @@ def _run_and_print(settings: StreamSettings, out: Path, resume: bool, device: st
     net = load_model(settings.model, settings.checkpoint, device)
     summary = StreamRunner(net, settings, out, console).run(resume=resume)
     console.print(summary_table(summary))
-    gain = summary["overall"]["gain"]
+    overall = summary.overall
     console.print(
-        f"AuxOL changed the mean Dice by {gain:+.4f} ({summary['overall']['base_dice']:.4f} -> "
-        f"{summary['overall']['auxol_dice']:.4f}); report in {out}: results.csv, summary.json, plots/",
+        f"AuxOL changed the mean Dice by {overall.gain:+.4f} ({overall.base_dice:.4f} -> "
+        f"{overall.auxol_dice:.4f}); report in {out}: results.csv, summary.json, plots/",
         highlight=False,
     )

@@ -1,15 +1,13 @@
-"""Reading images, masks and datasets, and degrading masks to simulate annotation noise."""
+"""Reading images, masks and datasets (folders of parts, CSV lists)."""
 
-from auxol.data.datasets import Listing, Pair, Part, find_parts, list_pairs, load_dataset, load_pair, read_csv_list
+from auxol.data.datasets import Listing, Pair, Part, find_parts, list_pairs, load_dataset, load_pair, read_csv_list, valid_pairs
 from auxol.data.images import IMAGE_SUFFIXES, read_image, read_label_map, read_mask
-from auxol.data.noise import degrade_mask
 
 __all__ = [
     "IMAGE_SUFFIXES",
     "Listing",
     "Pair",
     "Part",
-    "degrade_mask",
     "find_parts",
     "list_pairs",
     "load_dataset",
@@ -18,4 +16,5 @@ __all__ = [
     "read_image",
     "read_label_map",
     "read_mask",
+    "valid_pairs",
 ]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -197,3 +198,19 @@ def load_dataset(path: str | os.PathLike) -> list[Listing]:
     if path.is_file():
         raise DataError(f"{path}: expected a dataset folder or a .csv list")
     return [Listing(part.name, *list_pairs(part)) for part in find_parts(path)]
+
+
+def valid_pairs(listing: Listing, skipped: list[str]) -> Iterator[tuple[Pair, np.ndarray, np.ndarray]]:
+    """Yield (pair, image uint8 (H, W, 3), mask bool (H, W)) for every usable pair of a part.
+
+    Pairs that cannot be used (unreadable file, size mismatch, empty mask) are skipped;
+    their one-line reasons are appended to ``skipped``, after the listing's own warnings.
+    """
+    skipped.extend(listing.warnings)
+    for pair in listing.pairs:
+        try:
+            image, mask = load_pair(pair)
+        except DataError as error:
+            skipped.append(str(error))
+            continue
+        yield pair, image, mask

@@ -24,13 +24,14 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from auxol.data import load_dataset, load_pair, read_mask
+from auxol.data import load_dataset, load_pair, read_mask, valid_pairs
 from auxol.data.volumes import parse_slice_name, per_volume_dice
 from auxol.errors import DataError
 from auxol.evaluate.metrics import score
-from auxol.evaluate.outputs import PREDICTION_COLOUR, TRUTH_COLOUR, mask_path, overlay, progress, valid_pairs, warn
+from auxol.evaluate.outputs import PREDICTION_COLOUR, TRUTH_COLOUR, mask_path, overlay
 from auxol.io import write_csv, write_image_png, write_json, write_mask_png
 from auxol.models import PromptableModel
+from auxol.progress import progress, warn
 from auxol.prompts import DEFAULT_BOX_MARGIN, prompts_from_mask
 
 METRICS = ("dice", "iou", "hd", "hd95")

@@ -1,20 +1,92 @@
 """The resolved configuration of one fine-tuning run, with the study's recipe as defaults.
 
-Every field is a command-line option of ``auxol finetune`` (underscores become dashes)
-and a key of ``--config FILE.json``; options given on the command line override the
-file. The run writes the resolved configuration to ``OUT/config.json``.
+Every field of :class:`FinetuneConfig` is a command-line option of ``auxol finetune``
+(underscores become dashes) and a key of ``--config FILE.json``; options resolve as
+:func:`resolve_config` says (defaults, then the file, then the options given). The run
+writes the resolved configuration to ``OUT/config.json``.
+
+This module imports neither ``peft`` nor the trainer, so the command line reads its
+choices and defaults here at no cost: :class:`LoraSettings` and :class:`MethodConfig`
+(one cell of the study's grid) live here, and :mod:`auxol.finetune.lora` and
+:mod:`auxol.finetune.peft_setup` apply them.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
-from dataclasses import asdict, dataclass, fields
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Literal, get_args
 
 from auxol.errors import ConfigError
-from auxol.finetune.lora import LoraSettings
-from auxol.finetune.peft_setup import MethodConfig
 from auxol.io import read_options_file
+from auxol.models import DEFAULT_MODEL
+from auxol.options import resolve
 from auxol.prompts import DEFAULT_BOX_MARGIN
+
+PromptMode = Literal["none", "box", "point"]
+"""Training prompts: none (automatic segmentation), boxes or points derived from the masks."""
+EmptyPolicy = Literal["skip", "keep"]
+"""What happens to a training pair (or a slice) whose mask is empty: left out, or kept."""
+
+
+@dataclass(frozen=True)
+class LoraSettings:
+    """Where and how LoRA adapts a model.
+
+    Attributes:
+        rank: rank r of the A (r x in) and B (out x r) matrices.
+        alpha: the update is scaled by alpha / rank.
+        dropout: dropout probability on the LoRA input.
+        encoder_blocks: indices of the encoder attention blocks (see
+            :mod:`auxol.finetune.blocks`); None = first two and last two, [] = all.
+        encoder_targets: slices of the fused qkv projection to adapt, among q, k, v.
+        decoder_targets: projections of every mask-decoder attention to adapt, among
+            q_proj, k_proj, v_proj, out_proj.
+    """
+
+    rank: int = 4
+    alpha: float = 4.0
+    dropout: float = 0.0
+    encoder_blocks: tuple[int, ...] | None = None
+    encoder_targets: tuple[str, ...] = ("q", "v")
+    decoder_targets: tuple[str, ...] = ("q_proj", "v_proj")
+
+
+Method = Literal["vanilla", "lora", "adapter"]
+"""What trains: the model's own weights (vanilla), LoRA, or adapters."""
+METHODS: tuple[str, ...] = get_args(Method)
+Parts = Literal["decoder", "encoder,decoder"]
+"""What is adapted: the mask decoder only, or the image encoder and the mask decoder."""
+PARTS: tuple[str, ...] = get_args(Parts)
+
+
+@dataclass(frozen=True)
+class MethodConfig:
+    """One cell of the grid.
+
+    Attributes:
+        method: vanilla, lora or adapter.
+        parts: "decoder" or "encoder,decoder".
+        lora: LoRA placement and size (method lora); its ``encoder_blocks`` also choose
+            the adapted blocks of method adapter.
+    """
+
+    method: Method = "lora"
+    parts: Parts = "encoder,decoder"
+    lora: LoraSettings = field(default_factory=LoraSettings)
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ConfigError(f"--method must be one of {', '.join(METHODS)}, got {self.method!r}")
+        if self.parts not in PARTS:
+            raise ConfigError(f"--parts must be 'decoder' or 'encoder,decoder', got {self.parts!r}")
+
+    @property
+    def encoder(self) -> bool:
+        """Whether the image encoder is adapted (and so runs with grad)."""
+        return self.parts == "encoder,decoder"
 
 
 @dataclass(frozen=True)
@@ -40,11 +112,11 @@ class FinetuneConfig:
     val: str
     out: str
     test: str | None = None
-    model: str = "litemedsam"
+    model: str = DEFAULT_MODEL
     checkpoint: str | None = None
-    method: str = MethodConfig.method
-    parts: str = MethodConfig.parts
-    prompt: str = "box"
+    method: Method = MethodConfig.method
+    parts: Parts = MethodConfig.parts
+    prompt: PromptMode = "box"
     classes: int = 1
     shots: int | None = None
     epochs: int = 200
@@ -59,7 +131,7 @@ class FinetuneConfig:
     val_every: int = 2
     patience: int = 20
     augment: bool = True
-    empty: str = "skip"
+    empty: EmptyPolicy = "skip"
     min_size: int = 16
     box_margin: float = DEFAULT_BOX_MARGIN
     lora_rank: int = LoraSettings.rank
@@ -95,6 +167,20 @@ class FinetuneConfig:
         return asdict(self)
 
 
+FINETUNE_KEYS = frozenset(option.name for option in fields(FinetuneConfig))
+"""The option names of :class:`FinetuneConfig`: the keys a ``--config`` file may hold."""
+
+
 def read_config_file(path: str | os.PathLike) -> dict:
     """The options in the JSON object at ``path``, checked against :class:`FinetuneConfig`'s fields."""
-    return read_options_file(path, (field.name for field in fields(FinetuneConfig)))
+    return read_options_file(path, FINETUNE_KEYS)
+
+
+def resolve_config(config_file: str | os.PathLike | None, given: Mapping[str, Any]) -> dict[str, Any]:
+    """The options of a run as a dict: :class:`FinetuneConfig`'s defaults, then ``config_file``'s keys, then ``given``.
+
+    The values are as the user wrote them (e.g. ``encoder_targets`` may still be the
+    string ``"q,v"``); the command turns them into the field types.
+    """
+    defaults = {option.name: option.default for option in fields(FinetuneConfig) if option.default is not dataclasses.MISSING}
+    return resolve(defaults, config_file, given, FINETUNE_KEYS)

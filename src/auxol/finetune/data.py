@@ -24,7 +24,6 @@ Prompts per item (``prompt``):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 import cv2
 import numpy as np
@@ -32,10 +31,9 @@ import torch
 
 from auxol.data import Pair, load_dataset, read_image, read_label_map, read_mask
 from auxol.errors import ConfigError, DataError
+from auxol.finetune.config import EmptyPolicy, PromptMode
 from auxol.prompts import Prompt, components, prompts_from_mask
 
-PromptMode = Literal["none", "box", "point"]
-EmptyPolicy = Literal["skip", "keep"]
 
 
 @dataclass(frozen=True)

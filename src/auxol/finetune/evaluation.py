@@ -1,7 +1,7 @@
 """Validation and final evaluation of a fine-tuned model, by the rules of ``auxol evaluate``.
 
 Prompted models (box, point) are scored exactly as :mod:`auxol.evaluate.evaluation` does:
-usable pairs only (:func:`auxol.evaluate.outputs.valid_pairs`: readable, same size,
+usable pairs only (:func:`auxol.data.valid_pairs`: readable, same size,
 non-empty mask), prompts from :func:`auxol.prompts.prompts_from_mask` (boxes widened by
 ``box_margin`` of the long side), the union of the
 prompts' masks by :func:`auxol.evaluate.evaluation.segment_with_prompts`, metrics by
@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from auxol.data import load_dataset, read_image
+from auxol.data import load_dataset, read_image, valid_pairs
 from auxol.evaluate.evaluation import segment_with_prompts
 from auxol.evaluate.metrics import score
-from auxol.evaluate.outputs import valid_pairs
 from auxol.finetune.data import read_labels
 from auxol.finetune.forward import predict_automatic
 from auxol.models import PromptableModel
@@ -29,7 +28,7 @@ def load_evaluation_set(data: str, classes: int) -> EvaluationSet:
     """(stem, image uint8 (H, W, 3), labels int64 (H, W)) for every usable pair of ``data``, in dataset order.
 
     Binary data (``classes=1``) is filtered by ``auxol evaluate``'s own rule
-    (:func:`~auxol.evaluate.outputs.valid_pairs`); label maps by their foreground.
+    (:func:`~auxol.data.valid_pairs`); label maps by their foreground.
     """
     found = []
     for listing in load_dataset(data):

@@ -16,37 +16,13 @@ adapted model starts equal to its base.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from peft import LoraConfig, inject_adapter_in_model
 from peft.tuners.lora import LoraLayer
 from torch import nn
 
 from auxol.finetune.blocks import select_blocks
-
-
-@dataclass(frozen=True)
-class LoraSettings:
-    """Where and how LoRA adapts a model.
-
-    Attributes:
-        rank: rank r of the A (r x in) and B (out x r) matrices.
-        alpha: the update is scaled by alpha / rank.
-        dropout: dropout probability on the LoRA input.
-        encoder_blocks: indices of the encoder attention blocks (see
-            :mod:`auxol.finetune.blocks`); None = first two and last two, [] = all.
-        encoder_targets: slices of the fused qkv projection to adapt, among q, k, v.
-        decoder_targets: projections of every mask-decoder attention to adapt, among
-            q_proj, k_proj, v_proj, out_proj.
-    """
-
-    rank: int = 4
-    alpha: float = 4.0
-    dropout: float = 0.0
-    encoder_blocks: tuple[int, ...] | None = None
-    encoder_targets: tuple[str, ...] = ("q", "v")
-    decoder_targets: tuple[str, ...] = ("q_proj", "v_proj")
+from auxol.finetune.config import LoraSettings
 
 
 def qkv_rows(attention: nn.Module) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

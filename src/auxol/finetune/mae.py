@@ -28,10 +28,10 @@ from torch import nn
 
 from auxol.data import IMAGE_SUFFIXES, read_image
 from auxol.errors import DataError
-from auxol.evaluate.outputs import progress
 from auxol.finetune.report import plot_curve
 from auxol.io import atomic_open, write_csv, write_json
 from auxol.models import PromptableModel
+from auxol.progress import progress
 
 
 class ReconstructionHead(nn.Module):

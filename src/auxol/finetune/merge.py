@@ -24,11 +24,12 @@ import torch
 from safetensors.torch import load_file, save
 from torch import nn
 
-from auxol.errors import WeightsError
+from auxol.errors import ConfigError, WeightsError
 from auxol.finetune.lora import LoraSettings, merge_lora
 from auxol.finetune.peft_setup import MethodConfig, prepare
 from auxol.io import atomic_open, write_json
 from auxol.models import PromptableModel, load_model
+from auxol.models.registry import default_device
 
 WEIGHTS_FILE = "weights.safetensors"
 CONFIG_FILE = "peft_config.json"
@@ -77,6 +78,25 @@ def load_peft(folder: str | os.PathLike, device: str | torch.device | None = Non
     model.load_state_dict(weights, strict=False)
     model.requires_grad_(False)
     return model.eval().to(device or model.device)
+
+
+def load_run(name: str, folder: str | os.PathLike, device: str | torch.device | None = None) -> PromptableModel:
+    """The ``name`` model saved by ``auxol finetune`` in ``folder`` (its ``peft/`` sub-folder, or the folder itself).
+
+    Raises:
+        WeightsError: ``folder`` holds no ``peft_config.json`` (in itself or in ``peft/``).
+        ConfigError: the run fine-tuned another model than ``name``.
+    """
+    folder = Path(folder)
+    peft_folder = folder / "peft" if (folder / "peft" / CONFIG_FILE).is_file() else folder
+    if not (peft_folder / CONFIG_FILE).is_file():
+        raise WeightsError(f"{folder}: a folder, but not an 'auxol finetune' output (no peft/{CONFIG_FILE})")
+    trained = read_peft_config(peft_folder)["model"]
+    if trained != name:
+        raise ConfigError(f"{folder}: fine-tuned from {trained}, not {name}; pass --model {trained}")
+    model = load_peft(peft_folder, device or default_device())
+    model.checkpoint = peft_folder
+    return model
 
 
 def merged_state_dict(model: PromptableModel) -> dict[str, torch.Tensor]:

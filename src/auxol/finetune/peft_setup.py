@@ -18,46 +18,11 @@ lora               encoder,decoder  as above, plus LoRA A/B of the chosen encode
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Literal
-
 from torch import nn
 
-from auxol.errors import ConfigError
 from auxol.finetune.adapters import add_adapters
-from auxol.finetune.lora import LoraSettings, add_lora
-
-Method = Literal["vanilla", "lora", "adapter"]
-METHODS: tuple[str, ...] = ("vanilla", "lora", "adapter")
-PARTS: tuple[str, ...] = ("decoder", "encoder,decoder")
-
-
-@dataclass(frozen=True)
-class MethodConfig:
-    """One cell of the grid.
-
-    Attributes:
-        method: vanilla, lora or adapter.
-        parts: "decoder" or "encoder,decoder".
-        lora: LoRA placement and size (method lora); its ``encoder_blocks`` also choose
-            the adapted blocks of method adapter.
-    """
-
-    method: Method = "lora"
-    parts: str = "encoder,decoder"
-    lora: LoraSettings = field(default_factory=LoraSettings)
-
-    def __post_init__(self) -> None:
-        if self.method not in METHODS:
-            raise ConfigError(f"--method must be one of {', '.join(METHODS)}, got {self.method!r}")
-        if self.parts not in PARTS:
-            raise ConfigError(f"--parts must be 'decoder' or 'encoder,decoder', got {self.parts!r}")
-
-    @property
-    def encoder(self) -> bool:
-        """Whether the image encoder is adapted (and so runs with grad)."""
-        return self.parts == "encoder,decoder"
-
+from auxol.finetune.config import MethodConfig
+from auxol.finetune.lora import add_lora
 
 def _is_peft_parameter(name: str) -> bool:
     return "lora_" in name or ".adapter." in name

@@ -19,9 +19,10 @@ layers run in eval mode, so the trainable tensors alone describe the fine-tuned 
 
 from __future__ import annotations
 
-import random
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -30,7 +31,6 @@ from rich.console import Console
 from torch.nn.parallel import DistributedDataParallel
 
 from auxol.errors import ConfigError
-from auxol.evaluate.outputs import progress
 from auxol.finetune.config import FinetuneConfig
 from auxol.finetune.data import FinetuneDataset, list_examples
 from auxol.finetune.distributed import Distributed, broadcast, device_for, init_distributed
@@ -41,7 +41,10 @@ from auxol.finetune.merge import load_peft, save_merged, save_peft, trainable_st
 from auxol.finetune.peft_setup import encoder_trains, parameter_counts, prepare
 from auxol.finetune.report import plot_curve
 from auxol.io import atomic_open, write_csv, write_json
+from auxol.loading import load_model as load_any_model
 from auxol.models import PromptableModel, load_model
+from auxol.progress import progress
+from auxol.seeding import seed_everything
 
 LOG_FIELDS = ["step", "epoch", "loss", "lr", "val_dice"]
 
@@ -55,12 +58,6 @@ def lr_factor(step: int, warmup_steps: int, total_steps: int, power: float = 0.9
         return 1 / 200 + (1 - 1 / 200) * step / warmup_steps
     decay_steps = max(total_steps - warmup_steps, 1)
     return max(1.0 - (step - warmup_steps) / decay_steps, 0.0) ** power
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
 
 
 def freeze_batch_norm(model: torch.nn.Module) -> None:
@@ -216,14 +213,43 @@ def final_model(config: FinetuneConfig, out: Path, device: torch.device) -> Prom
     return load_peft(out / "peft", device)
 
 
-def run_finetune(config: FinetuneConfig, console: Console | None = None) -> dict | None:
+@dataclass(frozen=True)
+class FinetuneSummary:
+    """What ``summary.json`` holds about a run.
+
+    Attributes:
+        model, method, parts: what was fine-tuned, and how.
+        trainable_parameters, total_parameters: numbers of scalar parameters.
+        best: the best validation: ``val_dice`` (Dice in [0, 1]), ``epoch`` and ``step``.
+        steps: optimiser steps taken; train_seconds: wall time of the training loop (s).
+        seconds_per_step: mean step time of this process's steps (s), None if it took none.
+        final_evaluation: ``data`` (the test set, else the validation set), ``n`` images
+            and the mean ``dice``, ``iou``, ``hd`` and ``hd95`` (px) of the best checkpoint.
+    """
+
+    model: str
+    method: str
+    parts: str
+    trainable_parameters: int
+    total_parameters: int
+    best: dict[str, float]
+    steps: int
+    train_seconds: float
+    seconds_per_step: float | None
+    final_evaluation: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def run_finetune(config: FinetuneConfig, console: Console | None = None) -> FinetuneSummary | None:
     """Run the fine-tuning ``config`` describes; returns the summary on rank 0 (None on other ranks)."""
     console = console or Console()
     place = init_distributed(config.distributed)
     device = device_for(place, config.device)
     seed_everything(config.seed)
     out = Path(config.out)
-    model = load_model(config.model, config.checkpoint, device)
+    model = load_any_model(config.model, config.checkpoint, device)
     method = config.method_config()
     prepare(model, method)
     trainable, total = parameter_counts(model)
@@ -241,14 +267,14 @@ def run_finetune(config: FinetuneConfig, console: Console | None = None) -> dict
     if config.method != "adapter":
         save_merged(load_peft(out / "peft", device), out / "merged.pth")
     rows = evaluate_model(final_model(config, out, device), load_evaluation_set(config.test or config.val, config.classes), config.prompt, config.classes, config.box_margin, config.min_size)
-    summary = {
-        "model": config.model, "method": config.method, "parts": config.parts,
-        "trainable_parameters": trainable, "total_parameters": total,
-        "best": trainer.best, "steps": trainer.step, "train_seconds": seconds,
-        "seconds_per_step": trainer.step_seconds / (trainer.step - first_step) if trainer.step > first_step else None,
-        "final_evaluation": {"data": config.test or config.val, **mean_scores(rows)},
-    }
+    summary = FinetuneSummary(
+        model=config.model, method=config.method, parts=config.parts,
+        trainable_parameters=trainable, total_parameters=total,
+        best=trainer.best, steps=trainer.step, train_seconds=seconds,
+        seconds_per_step=trainer.step_seconds / (trainer.step - first_step) if trainer.step > first_step else None,
+        final_evaluation={"data": config.test or config.val, **mean_scores(rows)},
+    )
     write_csv(out / "final_evaluation.csv", rows)
-    write_json(out / "summary.json", summary)
+    write_json(out / "summary.json", summary.to_dict())
     plot_curve(trainer.log, out / "curve.png")
     return summary

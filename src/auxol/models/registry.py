@@ -148,14 +148,14 @@ def load_model(
 
     Args:
         name: a key of :data:`MODELS`.
-        checkpoint: a SAM-format state dict (official weights, or ``merged.pth`` from
-            ``auxol finetune``), or an ``auxol finetune`` output folder (``OUT`` or
-            ``OUT/peft``; needed for adapter models, which cannot be merged); default:
-            the embedded or fetched official weights.
+        checkpoint: a SAM-format state dict file (official weights, or ``merged.pth``
+            from ``auxol finetune``); default: the embedded or fetched official weights.
+            An ``auxol finetune`` output folder is loaded by
+            :func:`auxol.loading.load_model`, which sits above this package.
         device: default CUDA if available, else CPU.
     """
     if checkpoint is not None and Path(checkpoint).is_dir():
-        return _load_finetuned(name, Path(checkpoint), device)
+        raise WeightsError(f"{checkpoint}: a folder, not a weights file; load an 'auxol finetune' output with auxol.loading.load_model")
     model = build_model(name)
     path = Path(checkpoint) if checkpoint is not None else default_checkpoint(name)
     if path is None:
@@ -167,18 +167,3 @@ def load_model(
     model.checkpoint = path
     model.requires_grad_(False)
     return model.eval().to(device or default_device())
-
-
-def _load_finetuned(name: str, folder: Path, device: str | torch.device | None) -> PromptableModel:
-    """The model saved by ``auxol finetune`` in ``folder`` (its ``peft/`` sub-folder, or the folder itself)."""
-    from auxol.finetune.merge import CONFIG_FILE, load_peft, read_peft_config
-
-    peft_folder = folder / "peft" if (folder / "peft" / CONFIG_FILE).is_file() else folder
-    if not (peft_folder / CONFIG_FILE).is_file():
-        raise WeightsError(f"{folder}: a folder, but not an 'auxol finetune' output (no peft/{CONFIG_FILE})")
-    trained = read_peft_config(peft_folder)["model"]
-    if trained != name:
-        raise ConfigError(f"{folder}: fine-tuned from {trained}, not {name}; pass --model {trained}")
-    model = load_peft(peft_folder, device or default_device())
-    model.checkpoint = peft_folder
-    return model

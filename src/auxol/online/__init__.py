@@ -55,6 +55,6 @@ here; it matters for models that do, and for point prompts.
 """
 
 from auxol.online.config import DEFAULT_PRESET, PRESETS, AuxOLConfig
-from auxol.online.learner import AuxOL, Crop, Prediction
+from auxol.online.learner import AlphaEntry, AuxOL, Crop, Prediction
 
-__all__ = ["DEFAULT_PRESET", "PRESETS", "AuxOL", "AuxOLConfig", "Crop", "Prediction"]
+__all__ = ["DEFAULT_PRESET", "PRESETS", "AlphaEntry", "AuxOL", "AuxOLConfig", "Crop", "Prediction"]

@@ -125,3 +125,6 @@ PRESETS: dict[str, AuxOLConfig] = {
     ),
 }
 DEFAULT_PRESET = "cpu"
+
+AUXOL_KEYS = frozenset(field.name for field in dataclasses.fields(AuxOLConfig))
+"""The option names of :class:`AuxOLConfig`: the AuxOL keys a ``--config`` file may hold."""

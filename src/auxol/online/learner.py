@@ -15,7 +15,7 @@ import copy
 import os
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -30,9 +30,10 @@ from auxol.online.config import DEFAULT_PRESET, AuxOLConfig
 from auxol.online.fusion import AlphaHistory, best_alpha, fused_logits
 from auxol.online.loss import structure_loss
 from auxol.online.queue import OnlineBatch
-from auxol.online.session import global_rng_state, read_session, seed_everything, set_global_rng_state, write_session
+from auxol.online.state_file import global_rng_state, read_state_file, set_global_rng_state, write_state_file
 from auxol.online.unet import AuxUNet
 from auxol.prompts import Prompt
+from auxol.seeding import seed_everything
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -57,6 +58,24 @@ class Crop:
     fused_prob: np.ndarray
 
 
+@dataclass(frozen=True)
+class AlphaEntry:
+    """One rectified crop in the learner's fusion history (an entry of :attr:`AuxOL.alpha_log`).
+
+    Attributes:
+        image: index of the image among those the learner has seen (0-based).
+        crop: index of the crop among the image's prompts.
+        best_alpha: the fusion weight in {0, alpha_step, ..., alpha_max} that fitted the
+            rectified mask best (weight of the foundation model).
+        used_alpha: the weight the image's prediction used, or None (foundation model alone).
+    """
+
+    image: int
+    crop: int
+    best_alpha: float
+    used_alpha: float | None
+
+
 @dataclass
 class Prediction:
     """What :meth:`AuxOL.predict` returns for one image of size (H, W) with N prompts.
@@ -66,7 +85,6 @@ class Prediction:
         base_mask: bool (H, W) union of ``base_logits > 0``: the raw foundation model.
         boxcut_mask: bool (H, W) the foundation model's masks kept inside their crop
             boxes only (the published assembly without learning).
-        aux_prob: float32 (S, S) auxiliary probabilities, one per crop.
         mask: bool (H, W) AuxOL's final mask.
         alpha: fusion weight used (weight of the foundation model), or ``None`` while
             too few alphas exist and the foundation model is used alone.
@@ -76,7 +94,6 @@ class Prediction:
     base_logits: np.ndarray
     base_mask: np.ndarray
     boxcut_mask: np.ndarray
-    aux_prob: list[np.ndarray]
     mask: np.ndarray
     alpha: float | None
     crops: list[Crop]
@@ -113,7 +130,7 @@ class AuxOL:
         )
         self.queue = OnlineBatch(self.config.queue_length)
         self.alphas = AlphaHistory(self.config.alpha_history)
-        self.alpha_log: list[dict[str, Any]] = []
+        self.alpha_log: list[AlphaEntry] = []
         self.images_seen = 0
         self.images_rectified = 0
         self._lock = threading.Lock()  # guards the network, optimiser, online batch, alphas and counters
@@ -178,7 +195,6 @@ class AuxOL:
             base_logits=base_logits,
             base_mask=base_mask,
             boxcut_mask=boxcut_mask,
-            aux_prob=[torch.sigmoid(aux).numpy() for aux in aux_logits],
             mask=mask,
             alpha=alpha,
             crops=predicted,
@@ -248,9 +264,7 @@ class AuxOL:
                         self.config.alpha_step, self.config.alpha_max,
                     )
                     new_alphas.append(alpha)
-                    self.alpha_log.append(
-                        {"image": self.images_seen, "crop": index, "best_alpha": alpha, "used_alpha": prediction.alpha}
-                    )
+                    self.alpha_log.append(AlphaEntry(self.images_seen, index, alpha, prediction.alpha))
                     self.queue.append(crop.aux_input, crops.aux_target(rectified, crop.box, self.config.crop_size))
                 elif not (self.config.train_on_unrectified and len(self.queue)):
                     continue
@@ -280,10 +294,20 @@ class AuxOL:
         for future in pending:
             future.result()
 
-    # ------------------------------------------------------------------- sessions
+    @property
+    def alpha(self) -> float | None:
+        """The fusion weight the next prediction uses (weight of the foundation model), or None while it is used alone."""
+        return self.alphas.current()
+
+    @property
+    def alphas_recorded(self) -> int:
+        """The best alphas in the fusion history: one per rectified crop learned so far."""
+        return len(self.alphas.alphas)
+
+    # ---------------------------------------------------------------- state files
 
     def state_dict(self) -> dict[str, Any]:
-        """A copy of the whole session: config, weights, optimiser, online batch, alphas, counters, RNG states.
+        """A copy of the learner's whole state: config, weights, optimiser, online batch, alphas, counters, RNG states.
 
         Taken after pending background steps and under the learner's lock, so it is never
         caught in the middle of a prediction or a step in another thread.
@@ -296,7 +320,7 @@ class AuxOL:
                 "optimizer": self.optimizer.state_dict(),
                 "queue": self.queue.state_dict(),
                 "alphas": list(self.alphas.alphas),
-                "alpha_log": self.alpha_log,
+                "alpha_log": [asdict(entry) for entry in self.alpha_log],
                 "images_seen": self.images_seen,
                 "images_rectified": self.images_rectified,
                 "rng": global_rng_state(),
@@ -309,19 +333,19 @@ class AuxOL:
         self.optimizer.load_state_dict(state["optimizer"])
         self.queue.load_state_dict(state["queue"])
         self.alphas.alphas = list(state["alphas"])
-        self.alpha_log = [dict(entry) for entry in state["alpha_log"]]
+        self.alpha_log = [AlphaEntry(**entry) for entry in state["alpha_log"]]
         self.images_seen = state["images_seen"]
         self.images_rectified = state["images_rectified"]
         set_global_rng_state(state["rng"])
 
     def save(self, path: str | os.PathLike) -> None:
-        """Write the session to ``path`` atomically (after pending background steps)."""
-        write_session(path, self.state_dict())
+        """Write the learner's state file to ``path`` atomically (after pending background steps)."""
+        write_state_file(path, self.state_dict())
 
     @classmethod
     def load(cls, path: str | os.PathLike, model: PromptableModel, background: bool = False) -> AuxOL:
-        """A learner that continues the session saved at ``path`` exactly where it stopped."""
-        state = read_session(path, model.device)
+        """A learner that continues the state file saved at ``path`` exactly where it stopped."""
+        state = read_state_file(path, model.device)
         learner = cls(model, AuxOLConfig.from_dict(state["config"]), background=background)
         learner.load_state_dict(state)
         return learner

@@ -152,8 +152,7 @@ class LabelStudioBackend:
         regions = event.annotation.result
         key = self._task_image(event.task, config)
         corrected = self.session.check_correction(key, mask_from_results(regions))
-        if not self.session.has_prediction(key) and self.session.folder.has_corrected(key):
-            self.session.folder.save_corrected(key, corrected)
+        if self.session.update_learned(key, corrected):
             return {"status": "saved, already learned", "image_id": key, "learning_queue": self.session.queued()}
         if not self.session.has_prediction(key):
             height, width = corrected.shape

@@ -148,6 +148,18 @@ class ServeSession:
             raise DataError(f"corrected mask of image {key} is empty: nothing to learn")
         return corrected
 
+    def update_learned(self, key: str, corrected: np.ndarray) -> bool:
+        """Save ``corrected`` over the correction already learned for image ``key``; returns whether it did.
+
+        Only when the image has no shown prediction waiting for a correction and a
+        correction of it was learned before: an updated annotation is kept on disk but not
+        learned twice.
+        """
+        if self.has_prediction(key) or not self.folder.has_corrected(key):
+            return False
+        self.folder.save_corrected(key, corrected)
+        return True
+
     def learn(self, key: str, corrected: np.ndarray, source: str = "api") -> int:
         """Queue learning from the corrected mask of image ``key``'s shown prediction.
 
@@ -215,8 +227,8 @@ class ServeSession:
             "images_seen": len(self.folder.image_ids),
             "images_learned": self.learner.images_rectified,
             "learning_queue": self.queued(),
-            "alpha_history": len(self.learner.alphas.alphas),
-            "alpha": self.learner.alphas.current(),
+            "alpha_history": self.learner.alphas_recorded,
+            "alpha": self.learner.alpha,
             "images_in_memory": len(self.cache),
             "last_error": self.last_error,
         }

@@ -15,6 +15,8 @@ from typing import Any
 from auxol.errors import ConfigError
 from auxol.models import DEFAULT_MODEL
 from auxol.online import DEFAULT_PRESET, AuxOLConfig
+from auxol.online.config import AUXOL_KEYS
+from auxol.options import resolve
 from auxol.serve.store import SessionFolder
 
 
@@ -51,13 +53,15 @@ def resolve_settings(
 ) -> ServeSettings:
     """The settings of the session in ``folder``: the saved ones, or new ones from the options (None = default).
 
-    ``auxol_options``: AuxOL options (:class:`~auxol.online.AuxOLConfig` fields) over the preset's.
+    ``auxol_options``: AuxOL options (:class:`~auxol.online.AuxOLConfig` fields, e.g. a
+    ``--config`` file's) over the preset's, layered as every command layers its options
+    (:func:`auxol.options.resolve`).
     """
     checkpoint = None if checkpoint is None else str(Path(checkpoint).resolve())
     saved = folder.read_config()
     if saved is None:
         preset = preset or DEFAULT_PRESET
-        auxol = AuxOLConfig.from_dict({**AuxOLConfig.preset(preset).to_dict(), **(auxol_options or {})})
+        auxol = AuxOLConfig.from_dict(resolve(AuxOLConfig.preset(preset).to_dict(), None, auxol_options or {}, AUXOL_KEYS))
         return ServeSettings(model or DEFAULT_MODEL, checkpoint, preset, auxol)
     try:
         settings = ServeSettings.from_dict(saved)

@@ -3,7 +3,7 @@
 Written into the run's folder ``out``:
 
 - ``results.csv``: one row per image, the fields of
-  :class:`auxol.evaluate.stream.ImageRecord`;
+  :class:`auxol.stream.loop.ImageRecord`;
 - ``alphas.csv``: one row per rectified crop: part, image, index (the image's position
   in its part's stream), crop, best_alpha, used_alpha (empty while the foundation model
   was used alone);
@@ -18,6 +18,7 @@ Written into the run's folder ``out``:
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -29,46 +30,108 @@ from rich.table import Table
 from auxol.data import Pair, load_pair, read_image, read_mask
 from auxol.evaluate.outputs import PREDICTION_COLOUR, TRUTH_COLOUR, mask_path, overlay
 from auxol.io import atomic_open, write_csv, write_json
+from auxol.stream.loop import ImageRecord
 
 MEAN_FIELDS = (
     "base_dice", "base_hd95", "boxcut_dice", "auxol_dice", "auxol_hd95", "base_dice_smooth1", "auxol_dice_smooth1",
     "base_seconds", "predict_seconds", "learn_seconds",
 )
-ALPHA_COLUMNS = ["part", "image", "index", "crop", "best_alpha", "used_alpha"]
 PANELS_PER_END = 3
 """Panels drawn per part for the most improved images, and as many for the most degraded."""
 
 
-def summarize(rows: list[dict[str, Any]], skipped: Mapping[str, list[str]]) -> dict[str, Any]:
-    """Per-part and overall means of ``rows`` (see the module docstring); ``skipped`` maps each part to its skip reasons."""
+@dataclass(frozen=True)
+class AlphaRow:
+    """One rectified crop of the stream: a row of ``alphas.csv`` (see the module docstring)."""
 
-    def means(selected: list[dict[str, Any]], skipped_count: int) -> dict[str, Any]:
-        summary: dict[str, Any] = {"n": len(selected), "skipped": skipped_count}
-        if selected:
-            summary.update({key: float(np.mean([row[key] for row in selected])) for key in MEAN_FIELDS})
-            summary["gain"] = summary["auxol_dice"] - summary["base_dice"]
-            summary["fraction_rectified"] = float(np.mean([row["rectified"] for row in selected]))
-        return summary
+    part: str
+    image: str
+    index: int
+    crop: int
+    best_alpha: float
+    used_alpha: float | None
 
-    return {
-        "parts": {part: means([r for r in rows if r["part"] == part], len(reasons)) for part, reasons in skipped.items()},
-        "overall": means(rows, sum(len(reasons) for reasons in skipped.values())),
-        "skipped": [reason for reasons in skipped.values() for reason in reasons],
-    }
+
+ALPHA_COLUMNS = [column.name for column in fields(AlphaRow)]
+
+
+@dataclass(frozen=True)
+class PartSummary:
+    """Means over the images of one part, or of all parts pooled (``overall``); the means are None when ``n`` is 0.
+
+    Attributes:
+        n: images streamed; skipped: pairs left out (unreadable, empty mask, ...).
+        base_dice ... learn_seconds: means of the :class:`~auxol.stream.loop.ImageRecord`
+            fields of the same names (Dice in [0, 1], HD95 in pixels, seconds).
+        gain: AuxOL minus base mean Dice.
+        fraction_rectified: fraction of the images the clinician rectified, in [0, 1].
+    """
+
+    n: int
+    skipped: int
+    base_dice: float | None = None
+    base_hd95: float | None = None
+    boxcut_dice: float | None = None
+    auxol_dice: float | None = None
+    auxol_hd95: float | None = None
+    base_dice_smooth1: float | None = None
+    auxol_dice_smooth1: float | None = None
+    base_seconds: float | None = None
+    predict_seconds: float | None = None
+    learn_seconds: float | None = None
+    gain: float | None = None
+    fraction_rectified: float | None = None
+
+    @classmethod
+    def of(cls, records: list[ImageRecord], skipped: int) -> PartSummary:
+        """The summary of ``records``, with ``skipped`` pairs left out."""
+        if not records:
+            return cls(0, skipped)
+        means = {key: float(np.mean([getattr(record, key) for record in records])) for key in MEAN_FIELDS}
+        return cls(
+            len(records), skipped, **means, gain=means["auxol_dice"] - means["base_dice"],
+            fraction_rectified=float(np.mean([record.rectified for record in records])),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """As ``summary.json`` holds it: only ``n`` and ``skipped`` for a part without images."""
+        return asdict(self) if self.n else {"n": self.n, "skipped": self.skipped}
+
+
+@dataclass(frozen=True)
+class StreamSummary:
+    """What ``summary.json`` holds: per part, ``overall`` (all images pooled), and the skip reasons."""
+
+    parts: dict[str, PartSummary]
+    overall: PartSummary
+    skipped: list[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        parts = {name: part.to_dict() for name, part in self.parts.items()}
+        return {"parts": parts, "overall": self.overall.to_dict(), "skipped": self.skipped}
+
+
+def summarize(records: list[ImageRecord], skipped: Mapping[str, list[str]]) -> StreamSummary:
+    """Per-part and overall means of ``records`` (see the module docstring); ``skipped`` maps each part to its skip reasons."""
+    return StreamSummary(
+        parts={part: PartSummary.of([r for r in records if r.part == part], len(reasons)) for part, reasons in skipped.items()},
+        overall=PartSummary.of(records, sum(len(reasons) for reasons in skipped.values())),
+        skipped=[reason for reasons in skipped.values() for reason in reasons],
+    )
 
 
 def write_results(
-    out: Path, rows: list[dict[str, Any]], alpha_rows: list[dict[str, Any]], skipped: Mapping[str, list[str]]
-) -> dict[str, Any]:
+    out: Path, records: list[ImageRecord], alpha_rows: list[AlphaRow], skipped: Mapping[str, list[str]]
+) -> StreamSummary:
     """Write ``results.csv``, ``alphas.csv`` and ``summary.json`` into ``out``; return the summary."""
-    write_csv(out / "results.csv", rows)
-    write_csv(out / "alphas.csv", alpha_rows, fieldnames=ALPHA_COLUMNS)
-    summary = summarize(rows, skipped)
-    write_json(out / "summary.json", summary)
+    write_csv(out / "results.csv", [asdict(record) for record in records])
+    write_csv(out / "alphas.csv", [asdict(row) for row in alpha_rows], fieldnames=ALPHA_COLUMNS)
+    summary = summarize(records, skipped)
+    write_json(out / "summary.json", summary.to_dict())
     return summary
 
 
-def summary_table(summary: dict[str, Any], title: str = "auxol stream") -> Table:
+def summary_table(summary: StreamSummary, title: str = "auxol stream") -> Table:
     """A rich table per part and overall: n, skipped, Dice of base and AuxOL, gain, HD95s, fraction rectified.
 
     Narrow enough for an 80-column console (a log file) without cutting figures; the
@@ -78,14 +141,14 @@ def summary_table(summary: dict[str, Any], title: str = "auxol stream") -> Table
     columns = ("part", "n", "skip", "base Dice", "AuxOL Dice", "gain", "base HD95", "AuxOL HD95", "rect.")
     for column in columns:
         table.add_column(column, justify="left" if column == "part" else "right")
-    for name, part in [*summary["parts"].items(), ("overall", summary["overall"])]:
-        if part["n"] == 0:
-            table.add_row(name, "0", str(part["skipped"]), *["-"] * (len(columns) - 3))
+    for name, part in [*summary.parts.items(), ("overall", summary.overall)]:
+        if part.n == 0:
+            table.add_row(name, "0", str(part.skipped), *["-"] * (len(columns) - 3))
             continue
         table.add_row(
-            name, str(part["n"]), str(part["skipped"]),
-            f"{part['base_dice']:.4f}", f"{part['auxol_dice']:.4f}", f"{part['gain']:+.4f}",
-            f"{part['base_hd95']:.2f}", f"{part['auxol_hd95']:.2f}", f"{part['fraction_rectified']:.0%}",
+            name, str(part.n), str(part.skipped),
+            f"{part.base_dice:.4f}", f"{part.auxol_dice:.4f}", f"{part.gain:+.4f}",
+            f"{part.base_hd95:.2f}", f"{part.auxol_hd95:.2f}", f"{part.fraction_rectified:.0%}",
         )
     return table
 
@@ -95,33 +158,33 @@ def _save(figure: Figure, path: Path) -> None:
         figure.savefig(handle, format="png", dpi=100)
 
 
-def _running_dice_figure(rows: list[dict[str, Any]]) -> Figure:
+def _running_dice_figure(rows: list[ImageRecord]) -> Figure:
     figure = Figure(figsize=(7, 4), layout="constrained")
     axes = figure.add_subplot()
     steps = np.arange(1, len(rows) + 1)
     for key, label in (("base_dice", "base"), ("boxcut_dice", "box-cut base"), ("auxol_dice", "AuxOL")):
-        axes.plot(steps, np.cumsum([row[key] for row in rows]) / steps, label=label)
+        axes.plot(steps, np.cumsum([getattr(row, key) for row in rows]) / steps, label=label)
     axes.set(xlabel="images seen", ylabel="running mean Dice", title="Running mean Dice along the stream")
     axes.legend()
     return figure
 
 
-def _gain_figure(rows: list[dict[str, Any]]) -> Figure:
+def _gain_figure(rows: list[ImageRecord]) -> Figure:
     figure = Figure(figsize=(7, 4), layout="constrained")
     axes = figure.add_subplot()
-    gains = np.array([row["auxol_dice"] - row["base_dice"] for row in rows])
+    gains = np.array([row.auxol_dice - row.base_dice for row in rows])
     axes.bar(np.arange(len(rows)), gains, color=np.where(gains >= 0, "tab:green", "tab:red"))
     axes.axhline(0, color="black", linewidth=0.8)
     axes.set(xlabel="image index", ylabel="AuxOL Dice - base Dice", title="Per-image Dice gain")
     return figure
 
 
-def _alpha_figure(rows: list[dict[str, Any]], alpha_rows: list[dict[str, Any]]) -> Figure:
+def _alpha_figure(rows: list[ImageRecord], alpha_rows: list[AlphaRow]) -> Figure:
     figure = Figure(figsize=(7, 4), layout="constrained")
     axes = figure.add_subplot()
-    used = [np.nan if row["alpha"] is None else row["alpha"] for row in rows]
-    axes.plot([row["index"] for row in rows], used, label="alpha used")
-    axes.scatter([a["index"] for a in alpha_rows], [a["best_alpha"] for a in alpha_rows], s=12, color="tab:orange", label="best alpha of a rectified crop")
+    used = [np.nan if row.alpha is None else row.alpha for row in rows]
+    axes.plot([row.index for row in rows], used, label="alpha used")
+    axes.scatter([a.index for a in alpha_rows], [a.best_alpha for a in alpha_rows], s=12, color="tab:orange", label="best alpha of a rectified crop")
     axes.set(xlabel="image index", ylabel="weight of the foundation model", ylim=(-0.05, 1.05), title="Fusion weight alpha")
     axes.legend()
     return figure
@@ -137,16 +200,16 @@ def _zoom_box(masks: list[np.ndarray], margin: float = 0.25) -> tuple[slice, sli
     return slice(max(0, ys.min() - dy), ys.max() + dy + 1), slice(max(0, xs.min() - dx), xs.max() + dx + 1)
 
 
-def _panel_figure(image: np.ndarray, base: np.ndarray, aux: np.ndarray, fused: np.ndarray, truth: np.ndarray, row: dict[str, Any]) -> Figure:
+def _panel_figure(image: np.ndarray, base: np.ndarray, aux: np.ndarray, fused: np.ndarray, truth: np.ndarray, row: ImageRecord) -> Figure:
     """Image, base, auxiliary probability, fused (AuxOL) and truth, zoomed on the object; outlines: truth green, prediction red."""
     rows_slice, cols_slice = _zoom_box([base, fused, truth])
     zoom = (rows_slice, cols_slice)
     figure = Figure(figsize=(12.5, 3), layout="constrained")
     panels = (  # (title, picture, imshow options)
         ("image", image[zoom], {}),
-        (f"base (Dice {row['base_dice']:.3f})", overlay(image, [(truth, TRUTH_COLOUR), (base, PREDICTION_COLOUR)])[zoom], {}),
+        (f"base (Dice {row.base_dice:.3f})", overlay(image, [(truth, TRUTH_COLOUR), (base, PREDICTION_COLOUR)])[zoom], {}),
         ("auxiliary probability", aux[zoom], {"cmap": "magma", "vmin": 0, "vmax": 1}),
-        (f"AuxOL (Dice {row['auxol_dice']:.3f})", overlay(image, [(truth, TRUTH_COLOUR), (fused, PREDICTION_COLOUR)])[zoom], {}),
+        (f"AuxOL (Dice {row.auxol_dice:.3f})", overlay(image, [(truth, TRUTH_COLOUR), (fused, PREDICTION_COLOUR)])[zoom], {}),
         ("truth", truth[zoom], {"cmap": "gray", "vmin": 0, "vmax": 1}),
     )
     for index, (title, picture, options) in enumerate(panels, start=1):
@@ -154,13 +217,13 @@ def _panel_figure(image: np.ndarray, base: np.ndarray, aux: np.ndarray, fused: n
         axes.imshow(picture, **options)
         axes.set_title(title, fontsize=9)
         axes.set_axis_off()
-    alpha = "base alone" if row["alpha"] is None else f"alpha {row['alpha']:.2f}"
-    figure.suptitle(f"{row['image']} (image {row['index']}, {alpha}, {'rectified' if row['rectified'] else 'not rectified'})")
+    alpha = "base alone" if row.alpha is None else f"alpha {row.alpha:.2f}"
+    figure.suptitle(f"{row.image} (image {row.index}, {alpha}, {'rectified' if row.rectified else 'not rectified'})")
     return figure
 
 
-def _write_panels(out: Path, part: str, rows: list[dict[str, Any]], pairs: Mapping[tuple[str, str], Pair]) -> None:
-    ranked = sorted(rows, key=lambda row: row["auxol_dice"] - row["base_dice"], reverse=True)
+def _write_panels(out: Path, part: str, rows: list[ImageRecord], pairs: Mapping[tuple[str, str], Pair]) -> None:
+    ranked = sorted(rows, key=lambda row: row.auxol_dice - row.base_dice, reverse=True)
     count = min(PANELS_PER_END, len(ranked) // 2)
     chosen = [("improved", rank, row) for rank, row in enumerate(ranked[:count], start=1)]
     chosen += [("degraded", rank, row) for rank, row in enumerate(ranked[::-1][:count], start=1)]
@@ -168,7 +231,7 @@ def _write_panels(out: Path, part: str, rows: list[dict[str, Any]], pairs: Mappi
     for stale in [*folder.glob("improved_*.png"), *folder.glob("degraded_*.png")]:  # panels of an earlier run
         stale.unlink()
     for kind, rank, row in chosen:
-        stem = row["image"]
+        stem = row.image
         image, truth = load_pair(pairs[(part, stem)])
         base = read_mask(mask_path(out / "base", part, stem))
         fused = read_mask(mask_path(out / "auxol", part, stem))
@@ -177,16 +240,16 @@ def _write_panels(out: Path, part: str, rows: list[dict[str, Any]], pairs: Mappi
 
 
 def write_plots(
-    out: Path, rows: list[dict[str, Any]], alpha_rows: list[dict[str, Any]], pairs: Mapping[tuple[str, str], Pair]
+    out: Path, records: list[ImageRecord], alpha_rows: list[AlphaRow], pairs: Mapping[tuple[str, str], Pair]
 ) -> None:
     """Draw the figures of every part into ``out/plots`` (see the module docstring).
 
     ``pairs`` maps (part, stem) to the dataset pair, for the image and truth of the panels;
     the masks are read back from ``out/base``, ``out/auxol`` and ``out/aux``.
     """
-    for part in dict.fromkeys(row["part"] for row in rows):
-        part_rows = [row for row in rows if row["part"] == part]
-        part_alphas = [row for row in alpha_rows if row["part"] == part]
+    for part in dict.fromkeys(record.part for record in records):
+        part_rows = [record for record in records if record.part == part]
+        part_alphas = [row for row in alpha_rows if row.part == part]
         _save(_running_dice_figure(part_rows), mask_path(out / "plots", part, "running_dice"))
         _save(_gain_figure(part_rows), mask_path(out / "plots", part, "gain"))
         _save(_alpha_figure(part_rows, part_alphas), mask_path(out / "plots", part, "alpha"))

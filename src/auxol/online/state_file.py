@@ -1,6 +1,6 @@
-"""Session files: a learner's whole state on disk, and the process-wide random state.
+"""Learner state files: a learner's whole state on disk, with the process-wide random state.
 
-A session file is one ``torch.save`` of a dict of tensors, lists and numbers (loadable
+A state file is one ``torch.save`` of a dict of tensors, lists and numbers (loadable
 with ``weights_only=True``), written atomically so an interrupted save leaves the
 previous file intact.
 """
@@ -17,14 +17,7 @@ import torch
 from auxol.errors import DataError
 from auxol.io import atomic_open
 
-SESSION_FORMAT = 1
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python's, NumPy's and PyTorch's global generators, as the published code does."""
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
+STATE_FORMAT = 1
 
 
 def global_rng_state() -> dict[str, Any]:
@@ -47,20 +40,20 @@ def set_global_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"].cpu())
 
 
-def write_session(path: str | os.PathLike, state: dict[str, Any]) -> None:
+def write_state_file(path: str | os.PathLike, state: dict[str, Any]) -> None:
     """Save ``state`` (a learner's ``state_dict``) to ``path`` atomically."""
     with atomic_open(path, "wb") as handle:
-        torch.save({"format": SESSION_FORMAT, **state}, handle)
+        torch.save({"format": STATE_FORMAT, **state}, handle)
 
 
-def read_session(path: str | os.PathLike, device: torch.device) -> dict[str, Any]:
-    """Load a state written by :func:`write_session`, tensors moved to ``device``."""
+def read_state_file(path: str | os.PathLike, device: torch.device) -> dict[str, Any]:
+    """Load a state written by :func:`write_state_file`, tensors moved to ``device``."""
     try:
         state = torch.load(path, map_location=device, weights_only=True)
     except FileNotFoundError:
-        raise DataError(f"{path}: session file not found") from None
+        raise DataError(f"{path}: learner state file not found") from None
     except Exception as exc:  # torch raises many kinds for a file that is not its own
-        raise DataError(f"{path}: not an AuxOL session file ({type(exc).__name__})") from None
-    if not isinstance(state, dict) or state.get("format") != SESSION_FORMAT:
-        raise DataError(f"{path}: not an AuxOL session file of format {SESSION_FORMAT}")
+        raise DataError(f"{path}: not an AuxOL learner state file ({type(exc).__name__})") from None
+    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+        raise DataError(f"{path}: not an AuxOL learner state file of format {STATE_FORMAT}")
     return state
