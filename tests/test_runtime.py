@@ -10,6 +10,7 @@ import torch
 from segment_anything.modeling import MaskDecoder, PromptEncoder, TwoWayTransformer
 from torch import nn
 
+from auxol.data import read_mask
 from auxol.evaluate.metrics import dice
 from auxol.models import build_model, load_model, runtime
 from auxol.models.export import weights_digest
@@ -17,6 +18,7 @@ from auxol.models.preprocess import Preprocessing
 from auxol.models.promptable import PromptableModel
 from auxol.prompts import Prompt, prompts_from_mask
 from conftest import disk_image
+from test_cli import run_cli
 
 PROMPTS = [Prompt.from_box((40, 50, 120, 130)), Prompt.from_point(80, 90), Prompt.from_box((0, 0, 60, 60))]
 
@@ -139,3 +141,24 @@ def test_other_families_export_and_agree_with_torch(name, tmp_path):
     expected, actual = torch_and_runtime_logits(model, "openvino")
     assert np.abs(actual - expected).max() < 1e-2
     assert np.mean((actual > 0) == (expected > 0)) > 0.999
+
+
+def test_evaluate_uses_the_runtime_by_default_and_gives_torchs_masks(disk_dataset, tmp_path, monkeypatch):
+    fast, slow = tmp_path / "auto", tmp_path / "torch"
+    assert run_cli(monkeypatch, "evaluate", disk_dataset, "--out", fast) == 0
+    assert run_cli(monkeypatch, "evaluate", disk_dataset, "--out", slow, "--runtime", "torch") == 0
+    assert json.loads((fast / "config.json").read_text())["runtime"] == "openvino"
+    assert json.loads((slow / "config.json").read_text())["runtime"] == "torch"
+    for stem in ("case0", "case1", "case2"):
+        assert dice(read_mask(fast / "predictions" / f"{stem}.png"), read_mask(slow / "predictions" / f"{stem}.png")) > 0.999
+
+
+@pytest.mark.slow
+def test_models_export_writes_both_graphs(tmp_path, monkeypatch):
+    assert run_cli(monkeypatch, "models", "export", "litemedsam", "--out", tmp_path / "lite.onnx") == 0
+    import onnxruntime
+
+    encoder = onnxruntime.InferenceSession(str(tmp_path / "lite.onnx"))
+    decoder = onnxruntime.InferenceSession(str(tmp_path / "lite.decoder.onnx"))
+    assert [i.shape for i in encoder.get_inputs()] == [[1, 3, 256, 256]]
+    assert [i.name for i in decoder.get_inputs()] == ["features", "sparse", "dense"]

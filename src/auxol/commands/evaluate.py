@@ -8,7 +8,8 @@ from typing import Annotated
 import typer
 
 from auxol.commands.options import (
-    BoxMarginOption, CheckpointOption, DeviceOption, ModelOption, PromptOption, SliceAxisOption, WindowOption, parse_window,
+    BoxMarginOption, CheckpointOption, DeviceOption, ModelOption, PromptOption, RuntimeOption, SliceAxisOption, WindowOption,
+    parse_window,
 )
 from auxol.data.volumes import find_volume_pairs, holds_volumes, write_slices
 from auxol.evaluate.evaluation import EvaluationConfig, evaluate as run_evaluation
@@ -28,6 +29,7 @@ def evaluate(
     axis: SliceAxisOption = 0,
     window: WindowOption = None,
     device: DeviceOption = None,
+    runtime: RuntimeOption = "auto",
 ) -> None:
     """Segment every image of DATA with prompts derived from its mask; write masks, CSV, summary and overlays.
 
@@ -41,10 +43,10 @@ def evaluate(
         typer.echo(f"{data}: volumes; slicing along axis {axis} into {out / 'slices'}")
         write_slices(find_volume_pairs(data / "images", data / "masks"), out / "slices", axis, window_range)
         data = out / "slices"
-    net = load_model(name, checkpoint, device)
+    net = load_model(name, checkpoint, device, getattr(runtime, "value", runtime))
     config = EvaluationConfig(
         data=str(data), out=str(out), model=name, checkpoint=str(checkpoint or default_checkpoint(name)),
-        prompt=getattr(prompt, "value", prompt), box_margin=box_margin, min_size=min_size,
+        prompt=getattr(prompt, "value", prompt), box_margin=box_margin, min_size=min_size, runtime=net.runtime,
     )
     run_evaluation(net, config)
     typer.echo(f"wrote {out}/predictions, results.csv, summary.json, config.json, overlays/")

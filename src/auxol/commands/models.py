@@ -14,7 +14,8 @@ from rich.table import Table
 
 from auxol.errors import ConfigError
 from auxol.commands.options import CheckpointOption
-from auxol.models import MODELS, default_checkpoint, load_model
+from auxol.loading import load_model
+from auxol.models import MODELS, default_checkpoint
 from auxol.models.export import export_onnx
 from auxol.models.weights import CHECKPOINT_FILES, cached_path, fetch as fetch_checkpoint
 

@@ -16,7 +16,7 @@ from typing import Annotated
 
 import typer
 
-from auxol.commands.options import CheckpointOption, DeviceOption, ModelOption
+from auxol.commands.options import CheckpointOption, DeviceOption, ModelOption, RuntimeOption
 from auxol.data import read_image
 from auxol.errors import ConfigError, PromptError
 from auxol.evaluate.outputs import PREDICTION_COLOUR, overlay
@@ -67,13 +67,14 @@ def predict(
     model: ModelOption = DEFAULT_MODEL,
     checkpoint: CheckpointOption = None,
     device: DeviceOption = None,
+    runtime: RuntimeOption = "auto",
 ) -> None:
     """Segment IMAGES with the given box or point prompts and write 0/255 mask PNGs."""
     given = parse_prompts(box, point)
     per_image = read_prompts_file(prompts) if prompts else {}
     if not given and not per_image:
         raise ConfigError("give prompts with --box, --point or --prompts FILE.json")
-    net = load_model(getattr(model, "value", model), checkpoint, device)
+    net = load_model(getattr(model, "value", model), checkpoint, device, getattr(runtime, "value", runtime))
     with progress() as bar:
         task = bar.add_task("predict", total=len(images), status="")
         for path in images:

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 import uvicorn
 
-from auxol.commands.options import CheckpointOption, DeviceOption, ModelName
+from auxol.commands.options import CheckpointOption, DeviceOption, ModelName, RuntimeOption
 from auxol.commands.stream import PresetName
 from auxol.io import read_options_file
 from auxol.loading import load_model
@@ -35,6 +35,7 @@ def serve(
         Path | None, typer.Option("--config", help="JSON file of AuxOL options over the preset (the keys of 'auxol stream --config').")
     ] = None,
     device: DeviceOption = None,
+    runtime: RuntimeOption = "auto",
     host: Annotated[str, typer.Option(help="Address to listen on; 127.0.0.1 serves this machine only.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port to listen on.")] = 8000,
     label_studio_url: Annotated[
@@ -47,7 +48,7 @@ def serve(
     folder = SessionFolder(session)
     auxol_options = read_options_file(config, AUXOL_KEYS) if config else None
     settings = resolve_settings(folder, getattr(model, "value", model), checkpoint, getattr(preset, "value", preset), auxol_options)
-    net = load_model(settings.model, settings.checkpoint, device)
+    net = load_model(settings.model, settings.checkpoint, device, getattr(runtime, "value", runtime))
     served = ServeSession.open(folder, net, settings, cache_size)
     app = create_app(served, TaskImages(label_studio_url, os.environ.get(API_KEY_VARIABLE)))
     typer.echo(f"auxol serve: session {folder.root} ({settings.model}, preset {settings.preset}); open http://{host}:{port}/")

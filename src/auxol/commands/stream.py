@@ -14,7 +14,7 @@ from typing import Annotated, Any, get_args
 import typer
 from rich.console import Console
 
-from auxol.commands.options import CheckpointOption, DeviceOption, ModelOption, PromptKind, choices, given_options
+from auxol.commands.options import CheckpointOption, DeviceOption, ModelOption, PromptKind, RuntimeOption, choices, given_options
 from auxol.data.phantoms import generate_phantoms
 from auxol.loading import load_model
 from auxol.models import DEFAULT_MODEL, default_checkpoint
@@ -44,6 +44,7 @@ def stream(
     model: ModelOption = DEFAULT_MODEL,
     checkpoint: CheckpointOption = None,
     device: DeviceOption = None,
+    runtime: RuntimeOption = "auto",
     preset: Annotated[PresetName, typer.Option(help="AuxOL preset the other options start from.")] = DEFAULT_PRESET,
     config: Annotated[Path | None, typer.Option("--config", help="JSON file of AuxOL and stream options (over the preset).")] = None,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted run in OUT from its saved progress (OUT/session/).")] = False,
@@ -90,13 +91,14 @@ def stream(
         data=str(data), model=model_name, checkpoint=_checkpoint(model_name, checkpoint),
         preset=preset_name, auxol=auxol, stream=options, save_every=save_every,
     )
-    _run_and_print(settings, out, resume, device)
+    _run_and_print(settings, out, resume, device, getattr(runtime, "value", runtime))
 
 
 def demo(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder: data/ (the phantoms) and the stream's results.")] = Path("auxol-demo"),
     n: Annotated[int, typer.Option("--n", help="Number of phantom images.", min=1)] = 60,
     device: DeviceOption = None,
+    runtime: RuntimeOption = "auto",
 ) -> None:
     """Stream synthetic ultrasound phantoms through LiteMedSAM + AuxOL (default preset) and show the gain."""
     data = generate_phantoms(out / "data", n, kind="ultrasound", seed=0, size=256)
@@ -104,7 +106,7 @@ def demo(
         data=str(data), model=DEFAULT_MODEL, checkpoint=_checkpoint(DEFAULT_MODEL, None),
         preset=DEFAULT_PRESET, auxol=AuxOLConfig.preset(DEFAULT_PRESET),
     )
-    _run_and_print(settings, out, resume=False, device=device)
+    _run_and_print(settings, out, resume=False, device=device, runtime=getattr(runtime, "value", runtime))
 
 
 def _checkpoint(model: str, given: Path | None) -> str | None:
@@ -113,9 +115,9 @@ def _checkpoint(model: str, given: Path | None) -> str | None:
     return None if path is None else str(path)
 
 
-def _run_and_print(settings: StreamSettings, out: Path, resume: bool, device: str | None) -> None:
+def _run_and_print(settings: StreamSettings, out: Path, resume: bool, device: str | None, runtime: str) -> None:
     console = Console()
-    net = load_model(settings.model, settings.checkpoint, device)
+    net = load_model(settings.model, settings.checkpoint, device, runtime)
     summary = StreamRunner(net, settings, out, console).run(resume=resume)
     console.print(summary_table(summary))
     overall = summary.overall
