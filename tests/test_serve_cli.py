@@ -46,7 +46,7 @@ def test_the_command_serves_the_session_folder(tmp_path, monkeypatch, capsys):
         with TestClient(app) as client:
             served.update(client.get("/api/status").json(), host=host, port=port)
 
-    monkeypatch.setattr("auxol.commands.serve.load_model", lambda name, checkpoint, device: EllipseModel())
+    monkeypatch.setattr("auxol.commands.serve.load_model", lambda name, checkpoint, device, runtime: EllipseModel())
     monkeypatch.setattr("uvicorn.run", run)
     session = tmp_path / "session"
     assert run_cli(monkeypatch, "serve", "--session", session, "--preset", "paper", "--port", "8123") == 0
