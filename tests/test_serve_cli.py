@@ -39,21 +39,39 @@ def test_config_file_options_go_over_the_preset_and_must_match_on_resume(tmp_pat
         resolve_settings(folder, auxol_options={"width": 16, "queue_length": 2})
 
 
-def test_the_command_serves_the_session_folder(tmp_path, monkeypatch, capsys):
+def test_the_command_serves_the_sessions_folder(tmp_path, monkeypatch, capsys):
     served = {}
 
-    def run(app, host, port):  # instead of uvicorn.run: one request, then "stop the server"
+    def run(app, host, port):  # instead of uvicorn.run: a few requests, then "stop the server"
         with TestClient(app) as client:
-            served.update(client.get("/api/status").json(), host=host, port=port)
+            served.update(client.get("/api/status", headers=served.get("headers", {})).json(), host=host, port=port)
+            served["sessions"] = client.get("/api/sessions", headers=served.get("headers", {})).json()
 
-    monkeypatch.setattr("auxol.commands.serve.load_model", lambda name, checkpoint, device, runtime: EllipseModel())
+    monkeypatch.setattr("auxol.commands.serve.load_model", lambda *args: EllipseModel())
     monkeypatch.setattr("uvicorn.run", run)
-    session = tmp_path / "session"
-    assert run_cli(monkeypatch, "serve", "--session", session, "--preset", "paper", "--port", "8123") == 0
+    root = tmp_path / "sessions"
+    assert run_cli(monkeypatch, "serve", "--root", root, "--preset", "paper", "--port", "8123") == 0
     assert (served["host"], served["port"], served["preset"], served["model"]) == ("127.0.0.1", 8123, "paper", "litemedsam")
-    config = json.loads((session / "config.json").read_text())
+    config = json.loads((root / "default" / "config.json").read_text())
     assert config["preset"] == "paper" and config["auxol"]["width"] == 64 and config["checkpoint"] is None
-    assert run_cli(monkeypatch, "serve", "--session", session) == 0  # resumed: the preset comes from the folder
-    assert served["preset"] == "paper"
-    assert run_cli(monkeypatch, "serve", "--session", session, "--preset", "cpu") == 2
-    assert "holds a session with --preset paper, not cpu" in capsys.readouterr().err
+    assert run_cli(monkeypatch, "serve", "--root", root) == 0  # resumed: the preset comes from the folder
+    assert served["preset"] == "paper" and [entry["name"] for entry in served["sessions"]["sessions"]] == ["default"]
+    capsys.readouterr()
+    assert run_cli(monkeypatch, "serve", "--root", root / "default") == 2
+    assert "is one session's folder; give its parent as --root" in capsys.readouterr().err
+
+
+def test_another_host_needs_an_api_key(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr("auxol.commands.serve.load_model", lambda *args: EllipseModel())
+    monkeypatch.setattr("uvicorn.run", lambda app, host, port: None)
+    monkeypatch.delenv("AUXOL_API_KEY", raising=False)
+    assert run_cli(monkeypatch, "serve", "--root", tmp_path, "--host", "0.0.0.0") == 2
+    error = capsys.readouterr().err.strip()
+    assert "--host 0.0.0.0 serves other machines: give --api-key" in error and len(error.splitlines()) == 1
+    assert run_cli(monkeypatch, "serve", "--root", tmp_path, "--host", "0.0.0.0", "--api-key", "k3y") == 0
+    monkeypatch.setenv("AUXOL_API_KEY", "k3y")
+    assert run_cli(monkeypatch, "serve", "--root", tmp_path, "--host", "0.0.0.0") == 0
+    for host in ("127.0.0.1", "localhost", "::1"):
+        monkeypatch.delenv("AUXOL_API_KEY")
+        assert run_cli(monkeypatch, "serve", "--root", tmp_path, "--host", host) == 0
+        monkeypatch.setenv("AUXOL_API_KEY", "k3y")

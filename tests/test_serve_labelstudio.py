@@ -7,6 +7,7 @@ HTTP server in a thread (never the network).
 from __future__ import annotations
 
 import base64
+import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import ClassVar
@@ -22,7 +23,7 @@ from auxol.serve.labelstudio_format import LabelConfig, prompts_from_results
 from auxol.serve.rle import decode, encode, mask_to_rle, rle_to_mask
 from auxol.serve.sources import TaskImages
 from conftest import disk_image
-from test_serve_support import client_for, ellipse_mask, open_session, png, read_rows
+from test_serve_support import client_for, ellipse_mask, open_sessions, png, read_rows
 
 CONFIG = """<View>
   <Image name="image" value="$image" zoom="true"/>
@@ -64,8 +65,12 @@ def test_rle_rejects_broken_data():
     rle = mask_to_rle(np.ones((10, 10), bool))
     with pytest.raises(DataError, match="ends in the middle"):
         decode(rle[:-2])
-    with pytest.raises(DataError, match="a 20x10 RGBA image has 800"):
+    with pytest.raises(DataError, match=r"announces 400 values; expected 800 \(a 20x10 RGBA image\)"):
         rle_to_mask(rle, 10, 20)
+    huge = encode(np.zeros(0, np.uint8))  # a header claiming 10^9 values is refused before anything is allocated
+    huge[:4] = list((10**9).to_bytes(4, "big"))
+    with pytest.raises(DataError, match="announces 1000000000 values; expected 400"):
+        rle_to_mask(huge, 10, 10)
     with pytest.raises(DataError, match="integers in 0..255"):
         decode([0, 0, 0, 4, 57, 300])
 
@@ -103,16 +108,17 @@ def annotation(mask: np.ndarray, *extra: dict) -> dict:
     return {"id": 1, "result": [*extra, brush]}
 
 
-def test_health_setup_and_interactive_predict(tmp_path):
+def test_health_setup_and_batch_predict(tmp_path):
     image, _ = disk_image()
     path = tmp_path / "scan.png"
     path.write_bytes(png(image))
-    with client_for(open_session(tmp_path / "session")) as client:
+    images = TaskImages(files_roots=[tmp_path])
+    with client_for(open_sessions(tmp_path / "sessions", images=images), images) as client:
         assert client.get("/health").json() == {"status": "UP", "model_class": "AuxOL"}
-        assert client.post("/setup", json={"project": "1.1", "schema": CONFIG}).json() == {"model_version": "auxol-ellipse-cpu"}
-        bad = client.post("/setup", json={"schema": "<View/>"})
+        assert client.post("/setup", json={"project": "1.1", "schema": CONFIG}).json() == {"model_version": "auxol-ellipse-cpu-0"}
+        bad = client.post("/setup", json={"project": "1.1", "schema": "<View/>"})
         assert bad.status_code == 400 and "no <BrushLabels>" in bad.json()["error"]
-        body = {"tasks": [{"id": 7, "data": {"image": str(path)}}], "label_config": CONFIG,
+        body = {"project": "1.1", "tasks": [{"id": 7, "data": {"image": str(path)}}], "label_config": CONFIG,
                 "params": {"context": {"result": [RECTANGLE]}}}
         reply = client.post("/predict", json=body).json()
         [prediction] = reply["results"]
@@ -121,34 +127,57 @@ def test_health_setup_and_interactive_predict(tmp_path):
         assert result["value"]["brushlabels"] == ["Lesion"] and (result["original_width"], result["original_height"]) == (200, 160)
         assert np.array_equal(brush_of(result), ellipse_mask((160, 200), BOX))
         assert prediction["score"] == pytest.approx(0.99753, abs=1e-4)  # sigmoid(6): the stand-in's logits
-        assert reply["model_version"] == prediction["model_version"] == "auxol-ellipse-cpu"
+        assert reply["model_version"] == prediction["model_version"] == "auxol-ellipse-cpu-0"
+        assert client.get("/versions").json() == {"versions": ["auxol-ellipse-cpu-0"]}
 
-        no_prompt = client.post("/predict", json={"tasks": [{"id": 8, "data": {"image": str(path)}}]}).json()
-        assert no_prompt["results"] == [{"result": [], "score": 0.0, "model_version": "auxol-ellipse-cpu"}]
+        # One entry per task: a task without prompts, or whose image cannot be read, gets none ([]); the others theirs.
         carried = {"id": 9, "data": {"image": str(path)}, "annotations": [{"result": []}], "predictions": [{"result": [RECTANGLE]}]}
-        [from_task] = client.post("/predict", json={"tasks": [carried]}).json()["results"]
+        batch = [{"id": 8, "data": {"image": str(path)}}, carried, {"id": 10, "data": {"img": "x.png"}},
+                 {"id": 11, "data": {"image": "/etc/passwd"}, "predictions": [{"result": [RECTANGLE]}]}]
+        reply = client.post("/predict", json={"project": "1.1", "tasks": batch})
+        assert reply.status_code == 200
+        no_prompt, from_task, no_reference, refused = reply.json()["results"]
+        assert no_prompt == no_reference == refused == []
         assert np.array_equal(brush_of(from_task["result"][0]), ellipse_mask((160, 200), BOX))
-        missing = client.post("/predict", json={"tasks": [{"id": 10, "data": {"img": "x.png"}}]})
-        assert missing.status_code == 400 and "task 10: no image reference under data.image" in missing.json()["error"]
         malformed = client.post("/predict", json={"tasks": "all"})
         assert malformed.status_code == 422 and "body.tasks: Input should be a valid list" in malformed.json()["error"]
+        # Each project is a session of its own.
+        assert client.post("/predict", json={**body, "project": "2.5"}).status_code == 200
+        names = [entry["name"] for entry in client.get("/api/sessions").json()["sessions"]]
+        assert names == ["label-studio-1", "label-studio-2"]
 
 
 class FakeLabelStudio(BaseHTTPRequestHandler):
-    """Serves one PNG under /ls/data/upload/1/scan.png (token required) and /open/scan.png; records each request's token."""
+    """Label Studio's file server and token refresh, under /ls: a legacy token, or a PAT whose access tokens expire.
 
+    /ls/data/upload/1/scan.png needs ``Token legacy`` or ``Bearer <the current access token>``;
+    POST /ls/api/token/refresh/ with ``{"refresh": PAT}`` gives a new access token.
+    Set ``expire`` to make the current access token invalid. Records each request.
+    """
+
+    PAT = "eyJhbGciOiJIUzI1NiJ9.eyJ0b2tlbl90eXBlIjoicmVmcmVzaCJ9.c2lnbmF0dXJl"
     image: ClassVar[bytes] = b""
-    tokens: ClassVar[list[tuple[str, str | None]]] = []
+    requests: ClassVar[list[tuple[str, str, str | None]]] = []
+    access: ClassVar[int] = 0
 
     def do_GET(self) -> None:
-        FakeLabelStudio.tokens.append((self.path, self.headers.get("Authorization")))
-        allowed = self.path == "/open/scan.png" or (
-            self.path == "/ls/data/upload/1/scan.png" and self.headers.get("Authorization") == "Token secret"
-        )
+        FakeLabelStudio.requests.append(("GET", self.path, self.headers.get("Authorization")))
+        allowed = self.path == "/ls/data/upload/1/scan.png" and self.headers.get("Authorization") in (
+            "Token legacy", f"Bearer access-{self.access}")
         self.send_response(200 if allowed else 401)
         self.end_headers()
         if allowed:
             self.wfile.write(self.image)
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        FakeLabelStudio.requests.append(("POST", self.path, None))
+        ok = self.path == "/ls/api/token/refresh/" and body == {"refresh": self.PAT}
+        if ok:
+            FakeLabelStudio.access += 1
+        self.send_response(200 if ok else 401)
+        self.end_headers()
+        self.wfile.write(json.dumps({"access": f"access-{self.access}"} if ok else {"detail": "bad token"}).encode())
 
     def log_message(self, *args) -> None:
         pass
@@ -157,6 +186,7 @@ class FakeLabelStudio(BaseHTTPRequestHandler):
 @pytest.fixture
 def fake_label_studio():
     """The address of a local stand-in for Label Studio's file server."""
+    FakeLabelStudio.requests, FakeLabelStudio.access = [], 0
     server = ThreadingHTTPServer(("127.0.0.1", 0), FakeLabelStudio)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
@@ -165,58 +195,98 @@ def fake_label_studio():
     server.server_close()
 
 
-def test_task_images_from_every_kind_of_reference(tmp_path, fake_label_studio):
+def test_task_images_from_the_allowed_sources_only(tmp_path, fake_label_studio):
     image, _ = disk_image()
-    path = tmp_path / "scan.png"
+    (tmp_path / "root").mkdir()
+    path = tmp_path / "root" / "scan.png"
     path.write_bytes(png(image))
-    FakeLabelStudio.image, FakeLabelStudio.tokens = png(image), []
-    images = TaskImages(fake_label_studio + "/ls", api_key="secret")
+    (tmp_path / "outside.png").write_bytes(png(image))
+    FakeLabelStudio.image = png(image)
+    images = TaskImages(fake_label_studio + "/ls", token="legacy", files_roots=[tmp_path / "root"])
     references = [str(path), path.as_uri(), "data:image/png;base64," + base64.b64encode(png(image)).decode(),
-                  "/data/upload/1/scan.png", fake_label_studio + "/open/scan.png"]
+                  "/data/upload/1/scan.png", fake_label_studio + "/ls/data/upload/1/scan.png"]
     for reference in references:
         assert np.array_equal(images.read(reference), image), reference
-    assert FakeLabelStudio.tokens == [("/ls/data/upload/1/scan.png", "Token secret"), ("/open/scan.png", None)]
+    assert [entry[2] for entry in FakeLabelStudio.requests] == ["Token legacy"] * 2
+    local = TaskImages(files_roots=[tmp_path / "root"])  # with Label Studio, other absolute paths are Label Studio's
+    refused = [(local, str(tmp_path / "outside.png")), (local, str(tmp_path / "missing.png")),
+               (local, str(tmp_path / "root" / ".." / "outside.png")), (local, "/etc/passwd"), (local, "scan.png"),
+               (images, "file:///etc/passwd"), (images, "file:///etc/no-such-file"), (images, fake_label_studio + "/open/scan.png"),
+               (images, fake_label_studio.replace("127.0.0.1", "localhost") + "/ls/data/upload/1/scan.png"),
+               (images, "ftp://x/y.png"), (images, "http://127.0.0.1:9/ls/data/upload/1/scan.png"),
+               (images, fake_label_studio.replace("//", "//user@") + "/ls/data/upload/1/scan.png")]
+    messages = set()
+    for reader, reference in refused:
+        with pytest.raises(DataError, match="not an allowed source") as error:
+            reader.read(reference)
+        messages.add(str(error.value).replace(repr(reference), "X"))
+    assert len(messages) == 2  # one per reader: the same whether the target exists or not
+    assert len(FakeLabelStudio.requests) == 2  # nothing refused was fetched
     with pytest.raises(DataError, match="HTTP 401"):
-        TaskImages(fake_label_studio + "/ls", api_key="wrong").read("/data/upload/1/scan.png")
-    with pytest.raises(DataError, match="start the server with --label-studio-url"):
+        TaskImages(fake_label_studio + "/ls", token="wrong").read("/data/upload/1/scan.png")
+    with pytest.raises(DataError, match="not an allowed source"):
         TaskImages().read("/data/upload/1/scan.png")
     with pytest.raises(DataError, match="data: URI: cannot read image"):
         TaskImages().read("data:image/png;base64,bm90IGFuIGltYWdl")
 
 
-def test_webhook_learns_the_annotation(tmp_path):
+def test_a_personal_access_token_is_exchanged_and_renewed(fake_label_studio):
+    image, _ = disk_image()
+    FakeLabelStudio.image = png(image)
+    images = TaskImages(fake_label_studio + "/ls", token=FakeLabelStudio.PAT)
+    assert np.array_equal(images.read("/data/upload/1/scan.png"), image)
+    assert np.array_equal(images.read("/data/upload/1/scan.png"), image)  # the access token is kept
+    FakeLabelStudio.access += 1  # the access token expired
+    assert np.array_equal(images.read("/data/upload/1/scan.png"), image)
+    assert [(method, auth) for method, _, auth in FakeLabelStudio.requests] == [
+        ("POST", None), ("GET", "Bearer access-1"), ("GET", "Bearer access-1"),
+        ("GET", "Bearer access-1"), ("POST", None), ("GET", "Bearer access-3")]
+    with pytest.raises(DataError, match="refused the personal access token"):
+        TaskImages(fake_label_studio + "/ls", token=FakeLabelStudio.PAT.replace("c2ln", "eHh4")).read("/data/upload/1/scan.png")
+
+
+def test_webhook_journals_and_the_worker_learns(tmp_path):
     image, truth = disk_image()
     other, other_truth = disk_image(centre=(120, 90), radius=30, seed=3)
     paths = {}
     for name, picture in (("scan", image), ("other", other)):
         paths[name] = tmp_path / f"{name}.png"
         paths[name].write_bytes(png(picture))
-    session = open_session(tmp_path / "session")
+    images = TaskImages(files_roots=[tmp_path])
+    sessions = open_sessions(tmp_path / "sessions", images=images)
     project = {"id": 1, "label_config": CONFIG}
-    with client_for(session) as client:
+    folder = tmp_path / "sessions" / "label-studio-1"
+    with client_for(sessions, images) as client:
         task = {"id": 7, "data": {"image": str(paths["scan"])}}
-        client.post("/predict", json={"tasks": [task], "label_config": CONFIG, "params": {"context": {"result": [RECTANGLE]}}})
+        client.post("/predict", json={"project": "1.1", "tasks": [task], "label_config": CONFIG,
+                                      "params": {"context": {"result": [RECTANGLE]}}})
         event = {"action": "ANNOTATION_CREATED", "task": task, "annotation": annotation(truth, RECTANGLE), "project": project}
         reply = client.post("/webhook", json=event)
-        assert reply.status_code == 200 and reply.json()["status"] == "queued"
-        # An update of a learned image is saved, not learned again; an image never predicted is predicted first from the mask's box.
+        assert reply.status_code == 200 and reply.json()["status"] == "queued" and reply.json()["correction"] == 0
+        key = reply.json()["image_id"]
+        # An update of a learned image is saved, not learned again; an image never predicted is predicted by the worker.
         updated_truth = truth.copy()
         updated_truth[:, :60] = False
         update = {"action": "ANNOTATION_UPDATED", "task": task, "annotation": annotation(updated_truth), "project": project}
-        assert client.post("/webhook", json=update).json()["status"] == "saved, already learned"
-        key = reply.json()["image_id"]
-        assert np.array_equal(read_mask(tmp_path / "session" / "corrected" / f"{key}.png"), updated_truth)
+        assert client.post("/webhook", json=update).json()["status"] == "queued"
         fresh = {"id": 8, "data": {"image": str(paths["other"])}}
         created = {"action": "ANNOTATION_CREATED", "task": fresh, "annotation": annotation(other_truth), "project": project}
-        assert client.post("/webhook", json=created).json()["status"] == "queued"
+        queued = client.post("/webhook", json=created).json()
+        assert (queued["image_id"], queued["status"], queued["correction"], queued["session"]) == (None, "queued", 2, "label-studio-1")
         assert client.post("/webhook", json={"action": "PROJECT_UPDATED"}).json() == {"status": "ignored", "action": "PROJECT_UPDATED"}
-        wrong = {**created, "annotation": annotation(other_truth[:100])}
+        wrong = {**event, "annotation": annotation(truth[:100])}  # an image known from /predict: checked at once
         reply = client.post("/webhook", json=wrong)
         assert reply.status_code == 400 and "corrected mask is 200x100 pixels" in reply.json()["error"]
-        session.wait()
-        assert client.get("/api/status").json()["images_learned"] == 2
-    rows = read_rows(tmp_path / "session" / "corrections.csv")
-    assert [row["source"] for row in rows] == ["label-studio"] * 2
+        late_wrong = {**created, "task": {"id": 9, "data": {"image": str(tmp_path / "elsewhere.png")}}}
+        assert client.post("/webhook", json=late_wrong).status_code == 200  # journaled; the worker cannot read the image
+        sessions.get("label-studio-1").wait()
+        status = client.get("/api/status", params={"session": "label-studio-1"}).json()
+        assert (status["images_learned"], status["corrections_journaled"], status["corrections_failed"]) == (2, 4, 1)
+        assert "elsewhere.png': cannot read the file" in status["last_error"]
+        assert client.get("/api/status").json()["corrections_journaled"] == 0  # the default session saw nothing
+    assert np.array_equal(read_mask(folder / "corrected" / f"{key}.png"), updated_truth)
+    rows = read_rows(folder / "corrections.csv")
+    assert [(row["correction"], row["source"]) for row in rows] == [("0", "label-studio"), ("2", "label-studio")]
     assert float(rows[0]["shown_dice"]) == pytest.approx(dice(ellipse_mask((160, 200), BOX), truth))
     [box] = prompts_from_mask(other_truth, "box", box_margin=DEFAULT_BOX_MARGIN)  # the mask's box, 4 px wider per side
     assert box.box == (86.0, 56.0, 154.0, 124.0)

@@ -16,7 +16,7 @@ import pytest
 from auxol.data.phantoms import phantom_stream
 from auxol.evaluate.metrics import dice
 from auxol.prompts import prompts_from_mask
-from test_serve_support import client_for, decode_png, open_session, png
+from test_serve_support import client_for, decode_png, open_sessions, png
 
 N = 8  # phantoms corrected: LiteMedSAM alone shows the first 5 (K = 5), the fused model the other 3
 
@@ -31,9 +31,10 @@ def served(litemedsam, tmp_path_factory):
     """The session folder, the replies and Dice of the shown masks, and the last image predicted again after learning."""
     root = tmp_path_factory.mktemp("serve-phantoms")
     phantoms = phantom_stream(N, seed=0, size=256)
-    session = open_session(root, litemedsam)
+    sessions = open_sessions(root, litemedsam)
+    session = sessions.get()
     replies, shown_dice = [], []
-    with client_for(session) as client:
+    with client_for(sessions) as client:
         for phantom in phantoms:
             files = {"image": ("p.png", png(phantom.image))}
             reply = client.post("/api/predict", data={"prompts": box_prompts(phantom.mask)}, files=files).json()
@@ -55,7 +56,7 @@ def test_corrections_make_the_shown_masks_better(served):
 
 
 def test_a_restarted_server_gives_the_identical_mask(served, litemedsam):
-    with client_for(open_session(served["root"], litemedsam)) as client:
+    with client_for(open_sessions(served["root"], litemedsam)) as client:
         reply = client.post("/api/predict", data={"image_id": served["again"]["image_id"], "prompts": served["prompts"]}).json()
         status = client.get("/api/status").json()
     assert reply["mask"] == served["again"]["mask"] and reply["alpha"] == served["again"]["alpha"] is not None

@@ -1,4 +1,4 @@
-"""Helpers of the serve tests (no tests here): a stand-in foundation model and served sessions.
+"""Helpers of the serve tests (no tests here): a stand-in foundation model, served sessions, a server subprocess.
 
 ``EllipseModel`` answers like a promptable model at no cost, so the HTTP tests run in
 milliseconds; the tests of learning with the real LiteMedSAM are in test_serve_learning.py.
@@ -8,6 +8,12 @@ from __future__ import annotations
 
 import base64
 import csv
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
 from pathlib import Path
 
 import cv2
@@ -17,7 +23,8 @@ from fastapi.testclient import TestClient
 
 from auxol.models import Embedding
 from auxol.prompts import Prompt
-from auxol.serve import ServeSession, SessionFolder, create_app, resolve_settings
+from auxol.serve import Sessions, SessionFolder, create_app, resolve_settings
+from auxol.serve.limits import Limits
 from auxol.serve.sources import TaskImages
 
 
@@ -48,16 +55,21 @@ class EllipseModel:
         return np.where(inside > 0, 6.0, -6.0).astype(np.float32)
 
 
-def open_session(root: Path, model=None, cache_size: int = 32) -> ServeSession:
-    """A served session in ``root`` (new or resumed) around ``model`` (default: an EllipseModel)."""
-    folder = SessionFolder(root)
+def open_sessions(root: Path, model=None, cache_size: int = 32, images: TaskImages | None = None) -> Sessions:
+    """The sessions under ``root`` (new or resumed) around ``model`` (default: an EllipseModel); session ``default`` is in ``root / "default"``."""
     model = model or EllipseModel()
-    return ServeSession.open(folder, model, resolve_settings(folder, model=model.name), cache_size)
+
+    def settings_for(folder: SessionFolder):
+        return resolve_settings(folder, model=model.name)
+
+    return Sessions(root, model, settings_for, cache_size, images.read if images else None)
 
 
-def client_for(session: ServeSession, images: TaskImages | None = None) -> TestClient:
-    """A test client of the app on ``session``; use it in a ``with`` block (stopping it closes the session)."""
-    return TestClient(create_app(session, images))
+def client_for(
+    sessions: Sessions, images: TaskImages | None = None, limits: Limits | None = None, api_key: str | None = None
+) -> TestClient:
+    """A test client of the app on ``sessions``; use it in a ``with`` block (stopping it closes the sessions)."""
+    return TestClient(create_app(sessions, images, limits, api_key))
 
 
 def png(array: np.ndarray) -> bytes:
@@ -82,3 +94,74 @@ def decode_png(text: str) -> np.ndarray:
 def ellipse_mask(size: tuple[int, int], box: tuple[int, int, int, int]) -> np.ndarray:
     """What EllipseModel answers to ``box`` on an image of ``size`` (H, W), as a bool mask."""
     return EllipseModel._logits(Prompt.from_box(box), size) > 0
+
+
+class Server:
+    """One ``serve_forever`` subprocess on ``root``; :meth:`start` waits until it answers."""
+
+    def __init__(self, root: Path, *args: str) -> None:
+        self.root = root
+        self.args = args
+        self.process: subprocess.Popen | None = None
+        self.url = ""
+        self.starts = 0
+        self.log: list[str] = []
+
+    def start(self) -> None:
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "OMP_NUM_THREADS": "1"}
+        self.process = subprocess.Popen(
+            [sys.executable, __file__, str(self.root), *self.args], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env
+        )
+        for line in self.process.stderr:
+            if found := re.search(r"Uvicorn running on (http://127\.0\.0\.1:\d+)", line):
+                self.url = found.group(1)
+                break
+        else:
+            raise AssertionError(f"the server did not start (exit {self.process.wait()})")
+        threading.Thread(target=self._read_log, daemon=True).start()
+        self.starts += 1
+
+    def _read_log(self) -> None:
+        for line in self.process.stderr:
+            self.log.append(line)
+
+    def peak_rss_mb(self) -> float:
+        """The server's peak resident memory so far (VmHWM), MiB."""
+        status = Path(f"/proc/{self.process.pid}/status").read_text()
+        return int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)) / 1024
+
+    def kill(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+        if self.process:
+            self.process.wait()
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGTERM)
+        assert self.process.wait(timeout=60) in (0, -signal.SIGTERM)  # uvicorn re-raises the signal after its clean shutdown
+
+
+def serve_forever(root: str, max_body_mb: str = "128") -> None:
+    """Serve the sessions under ``root`` around an EllipseModel with uvicorn on any free port.
+
+    What the fault and bad-input tests run as a real subprocess (:class:`Server`):
+    ``python tests/test_serve_support.py ROOT [MAX_BODY_MB]``; task images may be files
+    under ``ROOT/files``. Uvicorn prints the address it listens on.
+    """
+    import logging
+
+    import uvicorn
+
+    torch.set_num_threads(1)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    sessions = open_sessions(Path(root))
+    sessions.get()  # resume the default session: its journal is learned from now on
+    limits = Limits(max_body_bytes=round(float(max_body_mb) * 2**20))
+    app = create_app(sessions, TaskImages(files_roots=[Path(root) / "files"], limits=limits), limits)
+    uvicorn.run(app, host="127.0.0.1", port=0, log_level="info")
+
+
+if __name__ == "__main__":
+    import sys
+
+    serve_forever(*sys.argv[1:])

@@ -2,7 +2,8 @@
 
 Uploaded files are decoded by the package's own readers (:func:`auxol.data.read_image`,
 :func:`auxol.data.read_mask`), so an upload obeys the rules of a file in a dataset:
-8- or 16-bit, gray, RGB or RGBA images; 0/1 or 0/255 masks.
+8- or 16-bit, gray, RGB or RGBA images; 0/1 or 0/255 masks. Their size is checked
+against :class:`~auxol.serve.limits.Limits` from the file header before decoding.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import numpy as np
 
 from auxol.data import read_image, read_mask
 from auxol.errors import DataError
+from auxol.serve.limits import Limits
 
 IMAGE_ID = re.compile(r"[0-9a-f]{16}")
 """An image id: 16 lower-case hex digits (see :func:`image_id`)."""
@@ -35,8 +37,11 @@ def image_id(image: np.ndarray) -> str:
     return digest.hexdigest()[:16]
 
 
-def _read_bytes(data: bytes, name: str, reader: Callable[[Path], np.ndarray]) -> np.ndarray:
+def _read_bytes(data: bytes, name: str, reader: Callable[[Path], np.ndarray], limits: Limits) -> np.ndarray:
     """Run a file reader of :mod:`auxol.data` on ``data``; errors name the upload ``name``, not the temporary file."""
+    if not data:
+        raise DataError(f"{name}: cannot read image (empty file)")
+    limits.check_image_header(data, name)
     with tempfile.TemporaryDirectory(prefix="auxol-upload-") as folder:
         path = Path(folder) / "upload"
         path.write_bytes(data)
@@ -46,14 +51,14 @@ def _read_bytes(data: bytes, name: str, reader: Callable[[Path], np.ndarray]) ->
             raise DataError(f"{name}{str(error).removeprefix(str(path))}") from None
 
 
-def decode_image(data: bytes, name: str) -> np.ndarray:
+def decode_image(data: bytes, name: str, limits: Limits) -> np.ndarray:
     """The uint8 (H, W, 3) RGB image in an image file's bytes; ``name`` names it in errors."""
-    return _read_bytes(data, name, read_image)
+    return _read_bytes(data, name, read_image, limits)
 
 
-def decode_mask(data: bytes, name: str) -> np.ndarray:
+def decode_mask(data: bytes, name: str, limits: Limits) -> np.ndarray:
     """The bool (H, W) mask in a mask file's bytes (0/1 or 0/255, first channel); ``name`` names it in errors."""
-    return _read_bytes(data, name, read_mask)
+    return _read_bytes(data, name, read_mask, limits)
 
 
 def mask_png_base64(mask: np.ndarray) -> str:

@@ -1,42 +1,56 @@
-"""A Label Studio ML backend on the session: box and point prompts in, brush masks out, corrections learned.
+"""A Label Studio ML backend: box and point prompts in, brush masks out, annotations learned.
 
 The protocol of Label Studio's ML backends (``label-studio-ml-backend``), in JSON; the
 request bodies are the models below (other fields are ignored, a malformed body is 422):
 
 =====================  ================================================================
 ``GET /health``        ``{"status": "UP", "model_class": "AuxOL"}``
-``POST /setup``        ``{"schema": <label config>, ...}`` -> ``{"model_version": ...}``
-``POST /predict``      ``{"tasks": [...], "label_config": ..., "params": {"context":
-                       {"result": [...]}}}`` -> ``{"results": [{"result": [...],
-                       "score": ..., "model_version": ...}, ...]}``, one per task
+``POST /setup``        ``{"project": "<id>.<time>", "schema": <label config>, ...}`` ->
+                       ``{"model_version": ...}``
+``GET /versions``      ``{"versions": [<model version>, ...]}`` (of ``?project=<id>``,
+                       else of every project)
+``POST /predict``      ``{"project": ..., "tasks": [...], "label_config": ..., "params":
+                       {"context": {"result": [...]}}}`` -> ``{"results": [...]}``, one
+                       entry per task: ``{"result": [...], "score": ...,
+                       "model_version": ...}``, or ``[]`` (no prediction)
 ``POST /webhook``      ``{"action": "ANNOTATION_CREATED" | "ANNOTATION_UPDATED",
-                       "task": ..., "annotation": {"result": [...]}, "project":
-                       {"label_config": ...}}`` -> learning queued; other actions ignored
+                       "task": ..., "annotation": {"result": [...]}, "project": {"id":
+                       ..., "label_config": ...}}`` -> journaled, learning queued;
+                       other actions ignored
 =====================  ================================================================
+
+Each Label Studio project has a session of its own, ``label-studio-<project id>``
+(:mod:`auxol.serve.sessions`). The model version names the session's learner state,
+``auxol-<model>-<preset>-<n>`` after n learned images, so Label Studio asks again for
+the predictions it stored from an older state.
 
 The label config needs a ``<BrushLabels>`` tag on an ``<Image>``; the masks returned
 carry its first label. Prompts come from the interactive context (a rectangle or key
 points drawn with a smart tool) or else from the rectangles and key points of the
-task's first annotation or prediction that has any. A task without prompts gets an empty
-result. An annotation received by the webhook is learned from the brush mask (the union
-of its brush regions) against the mask last shown for the image; when none is waiting
-because the image was never predicted, it is first predicted from the annotation's
-rectangles and key points, or from boxes around the mask
-(:func:`auxol.prompts.prompts_from_mask`). An image is learned once: an update of an
-annotation already learned replaces ``corrected/<id>.png`` but is not learned again,
-since a new prediction of the image would already know its label (its fusion weight
-would leak into the alpha history).
+task's first annotation or prediction that has any. A task without prompts gets no
+prediction, and a task whose image cannot be read or whose prompts are bad is left out
+(logged with its reason) while the other tasks of the batch get theirs; when every
+task of the batch fails, the answer is 400 with the first reason.
+
+The webhook only decodes the annotation's brush mask and journals it (Label Studio
+waits one second for a webhook): the session's worker reads the image and learns it
+(:meth:`~auxol.serve.session.ServeSession.submit_annotation`), from the mask last shown
+for the image if one is waiting, else from a prediction it makes then from the
+annotation's rectangles and key points, or from boxes around the mask.
 """
 
 from __future__ import annotations
 
+import logging
+import threading
+from collections import OrderedDict
 from typing import Any
 
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
-from auxol.errors import DataError
-from auxol.prompts import DEFAULT_BOX_MARGIN, Prompt, prompts_from_mask
+from auxol.errors import AuxolError, DataError
+from auxol.prompts import Prompt
 from auxol.serve.labelstudio_format import (
     LabelConfig,
     Region,
@@ -45,15 +59,21 @@ from auxol.serve.labelstudio_format import (
     mask_from_results,
     prompts_from_results,
 )
+from auxol.serve.limits import Limits
 from auxol.serve.session import ServeSession
+from auxol.serve.sessions import Sessions
 from auxol.serve.sources import TaskImages
 
+LOG = logging.getLogger("auxol.serve")
 LEARN_ACTIONS = ("ANNOTATION_CREATED", "ANNOTATION_UPDATED")
+REMEMBERED_IMAGES = 10_000
+"""Task image references whose image id the backend remembers (from /predict), so the webhook needs no fetch."""
 
 
 class Annotation(BaseModel):
     """An annotation or prediction of a task: its regions."""
 
+    id: int | str | None = None
     result: list[Region] = Field(default_factory=list)
 
 
@@ -73,16 +93,19 @@ class Params(BaseModel):
 
 
 class PredictRequest(BaseModel):
+    project: str | int | None = None
     tasks: list[Task]
     label_config: str | None = None
     params: Params = Field(default_factory=Params)
 
 
 class SetupRequest(BaseModel):
+    project: str | int | None = None
     label_config: str | None = Field(None, alias="schema")
 
 
 class Project(BaseModel):
+    id: int | str | None = None
     label_config: str | None = None
 
 
@@ -91,6 +114,14 @@ class WebhookEvent(BaseModel):
     task: Task = Field(default_factory=Task)
     annotation: Annotation = Field(default_factory=Annotation)
     project: Project = Field(default_factory=Project)
+
+
+def project_id(project: str | int | None) -> str:
+    """The project id in Label Studio's ``project`` field (``"<id>.<creation time>"`` or the id); ``0`` if absent."""
+    text = str(project).partition(".")[0] if project not in (None, "") else "0"
+    if not text.isdigit():
+        raise DataError(f"project {project!r}: expected a Label Studio project id")
+    return text
 
 
 def task_prompts(task: Task, context: Annotation | None, height: int, width: int) -> list[Prompt]:
@@ -103,67 +134,114 @@ def task_prompts(task: Task, context: Annotation | None, height: int, width: int
 
 
 class LabelStudioBackend:
-    """The ML backend's behaviour on a session; ``images`` reads the tasks' images."""
+    """The ML backend's behaviour on ``sessions``; ``images`` reads the tasks' images, within ``limits``."""
 
-    def __init__(self, session: ServeSession, images: TaskImages) -> None:
-        self.session = session
+    def __init__(self, sessions: Sessions, images: TaskImages, limits: Limits) -> None:
+        self.sessions = sessions
         self.images = images
-        self.model_version = f"auxol-{session.settings.model}-{session.settings.preset}"
-        self.label_config: LabelConfig | None = None
+        self.limits = limits
+        self.label_configs: dict[str, LabelConfig] = {}
+        self._image_ids: OrderedDict[tuple[str, str], str] = OrderedDict()
+        self._lock = threading.Lock()
 
-    def _config(self, xml: str | None) -> LabelConfig:
-        """The label config given (and remember it), else the last one given."""
+    def session(self, project: str) -> ServeSession:
+        return self.sessions.get(f"label-studio-{project}")
+
+    def model_version(self, session: ServeSession) -> str:
+        """The name of the session's learner state: model, preset and the number of images learned."""
+        return f"auxol-{session.settings.model}-{session.settings.preset}-{session.learner.images_rectified}"
+
+    def _config(self, project: str, xml: str | None) -> LabelConfig:
+        """The label config given (and remember it for the project), else the last one given."""
         if xml:
-            self.label_config = LabelConfig.parse(xml)
-        if self.label_config is None:
-            raise DataError("no label config yet: Label Studio sends it with /setup and /predict")
-        return self.label_config
+            self.label_configs[project] = LabelConfig.parse(xml)
+        if project not in self.label_configs:
+            raise DataError(f"project {project}: no label config yet: Label Studio sends it with /setup and /predict")
+        return self.label_configs[project]
 
-    def _task_image(self, task: Task, config: LabelConfig) -> str:
-        """Read the task's image into the session; returns its id."""
+    def _remember(self, project: str, reference: str, key: str) -> None:
+        with self._lock:
+            self._image_ids[project, reference] = key
+            self._image_ids.move_to_end((project, reference))
+            while len(self._image_ids) > REMEMBERED_IMAGES:
+                self._image_ids.popitem(last=False)
+
+    def _known(self, project: str, reference: str) -> str | None:
+        with self._lock:
+            return self._image_ids.get((project, reference))
+
+    @staticmethod
+    def _reference(task: Task, config: LabelConfig) -> str:
         reference = task.data.get(config.image_key)
         if not isinstance(reference, str):
             raise DataError(f"task {task.id}: no image reference under data.{config.image_key}")
-        return self.session.add_image(self.images.read(reference))
+        return reference
 
     def setup(self, request: SetupRequest) -> dict[str, Any]:
-        self._config(request.label_config)
-        return {"model_version": self.model_version}
+        project = project_id(request.project)
+        self._config(project, request.label_config)
+        return {"model_version": self.model_version(self.session(project))}
+
+    def versions(self, project: str | None) -> dict[str, Any]:
+        """The model version of the project's session; without a project (Label Studio 1.23 sends none), of every project's."""
+        if project:
+            return {"versions": [self.model_version(self.session(project_id(project)))]}
+        names = [name for name in self.sessions.names() if name.startswith("label-studio-")]
+        return {"versions": [self.model_version(self.sessions.get(name)) for name in names]}
 
     def predict(self, request: PredictRequest) -> dict[str, Any]:
-        config = self._config(request.label_config)
-        results = [self._predict_task(task, config, request.params.context) for task in request.tasks]
-        return {"results": results, "model_version": self.model_version}
+        project = project_id(request.project)
+        config = self._config(project, request.label_config)
+        session = self.session(project)
+        results, errors = [], []
+        for task in request.tasks:
+            try:
+                results.append(self._predict_task(project, session, task, config, request.params.context))
+            except AuxolError as error:
+                LOG.warning("POST /predict: task %s left out: %s", task.id, error)
+                results.append([])
+                errors.append(str(error))
+        if errors and len(errors) == len(request.tasks):  # nothing to give: say why
+            more = f" (and {len(errors) - 1} more tasks)" if len(errors) > 1 else ""
+            raise DataError(f"{errors[0]}{more}")
+        return {"results": results, "model_version": self.model_version(session)}
 
-    def _predict_task(self, task: Task, config: LabelConfig, context: Annotation | None) -> dict[str, Any]:
-        key = self._task_image(task, config)
-        height, width = self.session.image(key).shape[:2]
+    def _predict_task(
+        self, project: str, session: ServeSession, task: Task, config: LabelConfig, context: Annotation | None
+    ) -> dict[str, Any] | list:
+        """The task's prediction (one brush region), or ``[]`` (no prediction) without prompts."""
+        reference = self._reference(task, config)
+        key = session.add_image(self.images.read(reference))
+        self._remember(project, reference, key)
+        height, width = session.image(key).shape[:2]
         prompts = task_prompts(task, context, height, width)
+        self.limits.check_prompts(len(prompts), f"task {task.id}")
+        self.limits.check_prompts_on(len(prompts), height, width, f"task {task.id}")
         if not prompts:
-            return {"result": [], "score": 0.0, "model_version": self.model_version}
-        prediction = self.session.predict(key, prompts)
-        result = [brush_result(prediction.mask, config)]
-        return {"result": result, "score": confidence(prediction), "model_version": self.model_version}
+            return []
+        prediction = session.predict(key, prompts)
+        version = self.model_version(session)
+        return {"result": [brush_result(prediction.mask, config)], "score": confidence(prediction), "model_version": version}
 
     def webhook(self, event: WebhookEvent) -> dict[str, Any]:
         if event.action not in LEARN_ACTIONS:
             return {"status": "ignored", "action": event.action}
-        config = self._config(event.project.label_config)
+        project = project_id(event.project.id)
+        config = self._config(project, event.project.label_config)
         regions = event.annotation.result
-        key = self._task_image(event.task, config)
-        corrected = self.session.check_correction(key, mask_from_results(regions))
-        if self.session.update_learned(key, corrected):
-            return {"status": "saved, already learned", "image_id": key, "learning_queue": self.session.queued()}
-        if not self.session.has_prediction(key):
-            height, width = corrected.shape
-            prompts = prompts_from_results(regions, height, width)
-            self.session.predict(key, prompts or prompts_from_mask(corrected, "box", box_margin=DEFAULT_BOX_MARGIN))
-        queued = self.session.learn(key, corrected, source="label-studio")
-        return {"status": "queued", "image_id": key, "learning_queue": queued}
+        reference = self._reference(event.task, config)
+        self.images.check(reference)
+        corrected = mask_from_results(regions, self.limits)
+        height, width = corrected.shape
+        prompts = prompts_from_results(regions, height, width)
+        self.limits.check_prompts(len(prompts), "the annotation")
+        facts = {"task": event.task.id, "annotation": event.annotation.id, "project": project, "action": event.action}
+        answer = self.session(project).submit_annotation(corrected, reference, self._known(project, reference), prompts, facts)
+        return {**answer, "session": f"label-studio-{project}"}
 
 
 def label_studio_router(backend: LabelStudioBackend) -> APIRouter:
-    """The four routes of the protocol on ``backend``."""
+    """The routes of the protocol on ``backend``."""
     router = APIRouter()
 
     @router.get("/health")
@@ -173,6 +251,10 @@ def label_studio_router(backend: LabelStudioBackend) -> APIRouter:
     @router.post("/setup")
     def setup(request: SetupRequest) -> dict[str, Any]:
         return backend.setup(request)
+
+    @router.get("/versions")
+    def versions(project: str | None = None) -> dict[str, Any]:
+        return backend.versions(project)
 
     @router.post("/predict")
     def predict(request: PredictRequest) -> dict[str, Any]:

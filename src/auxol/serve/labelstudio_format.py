@@ -18,6 +18,7 @@ import numpy as np
 from auxol.errors import DataError
 from auxol.online import Prediction
 from auxol.prompts import Prompt
+from auxol.serve.limits import Limits
 from auxol.serve.rle import mask_to_rle, rle_to_mask
 
 Region = dict[str, Any]
@@ -87,16 +88,21 @@ def prompts_from_results(results: list[Region], height: int, width: int) -> list
     return boxes + ([Prompt(points=tuple(points), labels=tuple(labels))] if points else [])
 
 
-def mask_from_results(results: list[Region]) -> np.ndarray:
-    """The union, bool (H, W), of the brush regions' masks (each decoded at its ``original_height`` x ``original_width``)."""
-    try:
-        masks = [
-            rle_to_mask(result["value"]["rle"], int(result["original_height"]), int(result["original_width"]))
-            for result in results
-            if str(result.get("type", "")).lower() == "brushlabels"
-        ]
-    except (KeyError, TypeError, ValueError) as error:
-        raise DataError(f"Label Studio brush region: missing or bad value {error}") from None
+def mask_from_results(results: list[Region], limits: Limits) -> np.ndarray:
+    """The union, bool (H, W), of the brush regions' masks (each decoded at its ``original_height`` x ``original_width``).
+
+    Each region's size is checked against ``limits`` before its RLE is decoded.
+    """
+    masks = []
+    for result in results:
+        if str(result.get("type", "")).lower() != "brushlabels":
+            continue
+        try:
+            height, width, rle = int(result["original_height"]), int(result["original_width"]), result["value"]["rle"]
+        except (KeyError, TypeError, ValueError) as error:
+            raise DataError(f"Label Studio brush region: missing or bad value {error}") from None
+        limits.check_pixels(width, height, "Label Studio brush region")
+        masks.append(rle_to_mask(rle, height, width))
     if not masks:
         raise DataError("the annotation has no brush region (brushlabels, format rle) to learn from")
     if len({mask.shape for mask in masks}) > 1:

@@ -71,13 +71,22 @@ class _BitReader:
         return int(self.read(width)[0])
 
 
-def decode(rle: Sequence[int]) -> np.ndarray:
-    """Unpack brush RLE bytes into their uint8 values, shape (n,)."""
-    data = np.asarray(rle)
+def decode(rle: Sequence[int], expected: int | None = None) -> np.ndarray:
+    """Unpack brush RLE bytes into their uint8 values, shape (n,).
+
+    ``expected``: the number of values the caller needs; a header announcing another
+    number is refused before anything is allocated for the values.
+    """
+    try:
+        data = np.asarray(rle)
+    except (ValueError, TypeError):  # ragged or not numbers
+        data = np.asarray([])
     if data.ndim != 1 or not np.issubdtype(data.dtype, np.integer) or data.size < 6 or data.min() < 0 or data.max() > 255:
         raise DataError("brush RLE: expected a list of at least 6 integers in 0..255")
     reader = _BitReader(np.unpackbits(data.astype(np.uint8)))
     count = reader.read_one(32)
+    if expected is not None and count != expected:
+        raise DataError(f"brush RLE announces {count} values; expected {expected}")
     word = reader.read_one(5) + 1
     widths = [reader.read_one(4) + 1 for _ in range(4)]
     if word > WORD_BITS:
@@ -101,8 +110,14 @@ def mask_to_rle(mask: np.ndarray) -> list[int]:
 
 
 def rle_to_mask(rle: Sequence[int], height: int, width: int) -> np.ndarray:
-    """The bool (H, W) mask of brush RLE on a (height, width) image: alpha > 127 (more than half opaque)."""
-    values = decode(rle)
-    if values.size != height * width * 4:
-        raise DataError(f"brush RLE holds {values.size} values; a {width}x{height} RGBA image has {height * width * 4}")
+    """The bool (H, W) mask of brush RLE on a (height, width) image: alpha > 127 (more than half opaque).
+
+    The RLE's header must announce the height * width * 4 values of the RGBA canvas.
+    """
+    if height < 1 or width < 1:
+        raise DataError(f"brush RLE on a {width}x{height} image: the size must be positive")
+    try:
+        values = decode(rle, expected=height * width * 4)
+    except DataError as error:
+        raise DataError(f"{error} (a {width}x{height} RGBA image)") from None
     return values.reshape(height, width, 4)[:, :, 3] > 127

@@ -73,12 +73,12 @@ def resolve_settings(
         if value is not None and value != kept:
             raise ConfigError(
                 f"{folder.root} holds a session with --{option} {kept}, not {value}; "
-                "leave the option out to resume it, or give another --session folder"
+                "leave the option out to resume it, or use another session (a new name under --root)"
             )
     differing = sorted(key for key, value in (auxol_options or {}).items() if settings.auxol.to_dict()[key] != value)
     if differing:
         raise ConfigError(
             f"{folder.root} holds a session whose AuxOL options differ from --config in {', '.join(differing)}; "
-            "leave --config out to resume it, or give another --session folder"
+            "leave --config out to resume it, or use another session (a new name under --root)"
         )
     return settings

@@ -1,23 +1,32 @@
-"""Where a Label Studio task's image comes from: a path, a ``file://`` or ``data:`` URI, or a URL.
+"""Where a Label Studio task's image may come from, and nowhere else.
 
-A reference is read as, in this order:
+A reference is read only from:
 
-- ``data:[<type>][;base64],<data>``: the image bytes in the URI itself;
-- ``file:///path``: a local file;
-- ``http://`` or ``https://``: fetched; the Label Studio API key is sent only to URLs
-  under the Label Studio address;
-- a path to an existing local file;
-- a path under Label Studio (``/data/upload/...``, ``/data/local-files/?d=...``): fetched
-  from the Label Studio address given with ``--label-studio-url``.
+- a ``data:[<type>][;base64],<data>`` URI: the image bytes in the URI itself;
+- Label Studio, at the address given with ``--label-studio-url``: a URL under that
+  address, or a path such as ``/data/upload/...`` or ``/data/local-files/?d=...``
+  that is appended to it; fetched with the Label Studio token;
+- a local file (a path or a ``file://`` URI) whose resolved path lies inside one of
+  the folders given with ``--files-root``.
 
-Fetches send ``Authorization: Token <key>`` (Label Studio's legacy API token, from the
-environment variable :data:`API_KEY_VARIABLE`).
+Anything else (another host, another port, a file outside those folders, a redirect
+away from Label Studio) is refused with one message, the same whether or not the
+target exists, before it is touched. Fetched bodies are read up to the body limit.
+
+Label Studio tokens (:data:`TOKEN_VARIABLE`): a *personal access token* (Label Studio
+1.23's default: a JWT refresh token) is exchanged at ``/api/token/refresh/`` for an
+access token sent as ``Authorization: Bearer``, and exchanged again when Label Studio
+answers 401 (the access token expired); a *legacy token* is sent as
+``Authorization: Token``.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import json
+import os
+import threading
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -25,55 +34,158 @@ from pathlib import Path
 
 import numpy as np
 
-from auxol.data import read_image
 from auxol.errors import DataError
 from auxol.serve.encoding import decode_image
+from auxol.serve.limits import Limits
 
-API_KEY_VARIABLE = "LABEL_STUDIO_API_KEY"
+TOKEN_VARIABLE = "LABEL_STUDIO_API_KEY"
 FETCH_TIMEOUT_S = 30.0
+REFRESH_PATH = "/api/token/refresh/"
+
+
+def is_personal_access_token(token: str) -> bool:
+    """Whether ``token`` is a JWT (a Label Studio personal access token) rather than a legacy token."""
+    parts = token.split(".")
+    return len(parts) == 3 and token.startswith("eyJ")
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, req, fp, code, msg, headers, newurl):  # noqa: ANN001 - urllib's signature
+        raise urllib.error.HTTPError(req.full_url, code, f"redirect to {newurl} refused", headers, fp)
+
+
+_OPENER = urllib.request.build_opener(_NoRedirects)
+
+
+class LabelStudioAuth:
+    """The ``Authorization`` header for Label Studio at ``url`` with ``token`` (see the module docstring)."""
+
+    def __init__(self, url: str, token: str) -> None:
+        self.url = url
+        self.token = token
+        self._access: str | None = None
+        self._lock = threading.Lock()
+
+    def header(self, renew: bool = False) -> str:
+        """The header value; ``renew``: exchange the personal access token again (the last access token expired)."""
+        if not is_personal_access_token(self.token):
+            return f"Token {self.token}"
+        with self._lock:
+            if self._access is None or renew:
+                self._access = self._exchange()
+            return f"Bearer {self._access}"
+
+    def _exchange(self) -> str:
+        request = urllib.request.Request(
+            self.url + REFRESH_PATH, data=json.dumps({"refresh": self.token}).encode(), method="POST",
+            headers={"Content-Type": "application/json"},
+        )
+        try:
+            with _OPENER.open(request, timeout=FETCH_TIMEOUT_S) as response:
+                return json.loads(response.read(1 << 16))["access"]
+        except urllib.error.HTTPError as error:
+            raise DataError(
+                f"Label Studio refused the personal access token at {REFRESH_PATH} (HTTP {error.code}); "
+                f"check ${TOKEN_VARIABLE}"
+            ) from None
+        except (urllib.error.URLError, OSError, ValueError, KeyError, TypeError) as error:
+            raise DataError(f"cannot exchange the Label Studio token at {self.url}{REFRESH_PATH} ({error})") from None
 
 
 class TaskImages:
-    """Reads task images.
+    """Reads task images from the allowed sources only (see the module docstring).
 
     Args:
-        label_studio_url: Label Studio's address (``http://host:8080``), for relative paths; None: none.
-        api_key: Label Studio API token sent with fetches from that address; None: none.
+        label_studio_url: Label Studio's address (``http://host:8080``); None: none.
+        token: Label Studio token sent with fetches from that address; None: none.
+        files_roots: folders whose files may be read.
+        limits: bounds of the images (pixels) and of fetched bodies (bytes).
     """
 
-    def __init__(self, label_studio_url: str | None = None, api_key: str | None = None) -> None:
+    def __init__(
+        self,
+        label_studio_url: str | None = None,
+        token: str | None = None,
+        files_roots: list[str | os.PathLike] | tuple = (),
+        limits: Limits | None = None,
+    ) -> None:
         self.label_studio_url = label_studio_url.rstrip("/") if label_studio_url else None
-        self.api_key = api_key
+        self.auth = LabelStudioAuth(self.label_studio_url, token) if token and self.label_studio_url else None
+        self.files_roots = [Path(root).resolve() for root in files_roots]
+        self.limits = limits or Limits()
+
+    def _refused(self, reference: str) -> DataError:
+        allowed = ["data: URIs"]
+        if self.label_studio_url:
+            allowed.append(f"Label Studio at {self.label_studio_url}")
+        if self.files_roots:
+            allowed.append("files under " + ", ".join(str(root) for root in self.files_roots))
+        shown = reference if len(reference) <= 120 else reference[:117] + "..."
+        return DataError(f"task image {shown!r}: not an allowed source (allowed: {'; '.join(allowed)}; "
+                         "see --label-studio-url and --files-root)")
+
+    def check(self, reference: str) -> None:
+        """Raise the refusal if ``reference`` is not from an allowed source (nothing is read or fetched)."""
+        if not (reference.startswith("data:") or self._label_studio_url(reference) or self._allowed_file(reference)):
+            raise self._refused(reference)
 
     def read(self, reference: str) -> np.ndarray:
         """The uint8 (H, W, 3) RGB image that ``reference`` points to (see the module docstring)."""
         if reference.startswith("data:"):
-            return decode_image(_data_uri_bytes(reference), "data: URI")
-        if reference.startswith("file://"):
-            return read_image(urllib.parse.unquote(urllib.parse.urlparse(reference).path))
-        if reference.startswith(("http://", "https://")):
-            return decode_image(self._fetch(reference), reference)
-        if Path(reference).is_file():
-            return read_image(reference)
-        if self.label_studio_url is None:
-            raise DataError(
-                f"task image {reference!r}: no such file; if it is a Label Studio path, "
-                "start the server with --label-studio-url"
-            )
-        url = self.label_studio_url + "/" + reference.lstrip("/")
-        return decode_image(self._fetch(url), url)
-
-    def _fetch(self, url: str) -> bytes:
-        request = urllib.request.Request(url)
-        if self.api_key and self.label_studio_url and url.startswith(self.label_studio_url + "/"):
-            request.add_header("Authorization", f"Token {self.api_key}")
+            return decode_image(_data_uri_bytes(reference), "data: URI", self.limits)
+        url = self._label_studio_url(reference)
+        if url is not None:
+            return decode_image(self._fetch(url), url, self.limits)
+        path = self._allowed_file(reference)
+        if path is None:
+            raise self._refused(reference)
         try:
-            with urllib.request.urlopen(request, timeout=FETCH_TIMEOUT_S) as response:
-                return response.read()
+            data = path.read_bytes() if path.stat().st_size <= self.limits.max_body_bytes else None
+        except OSError:
+            raise DataError(f"task image {reference!r}: cannot read the file") from None
+        if data is None:
+            raise DataError(f"task image {reference!r}: {self.limits.body_error().replace('request body', 'file')}")
+        return decode_image(data, reference, self.limits)
+
+    def _label_studio_url(self, reference: str) -> str | None:
+        """The Label Studio URL of ``reference`` if it is one (a URL under its address, or a path not under a files root)."""
+        if self.label_studio_url is None:
+            return None
+        base = urllib.parse.urlsplit(self.label_studio_url)
+        target = urllib.parse.urlsplit(reference)
+        if target.scheme in ("http", "https"):
+            same_origin = (target.scheme, target.hostname, target.port) == (base.scheme, base.hostname, base.port)
+            inside = (target.path + "/").startswith(base.path.rstrip("/") + "/")
+            return reference if same_origin and inside and "@" not in target.netloc else None
+        if not target.scheme and reference.startswith("/") and self._allowed_file(reference) is None:
+            return self.label_studio_url + reference
+        return None
+
+    def _allowed_file(self, reference: str) -> Path | None:
+        """The resolved path of a file reference inside a files root, else None (nothing on disk is read)."""
+        if reference.startswith("file://"):
+            reference = urllib.parse.unquote(urllib.parse.urlsplit(reference).path)
+        elif urllib.parse.urlsplit(reference).scheme or not self.files_roots:
+            return None
+        path = Path(reference).resolve()
+        return path if any(path.is_relative_to(root) for root in self.files_roots) else None
+
+    def _fetch(self, url: str, renew: bool = False) -> bytes:
+        request = urllib.request.Request(url)
+        if self.auth is not None:
+            request.add_header("Authorization", self.auth.header(renew))
+        try:
+            with _OPENER.open(request, timeout=FETCH_TIMEOUT_S) as response:
+                data = response.read(self.limits.max_body_bytes + 1)
         except urllib.error.HTTPError as error:
+            if error.code == 401 and self.auth is not None and not renew and is_personal_access_token(self.auth.token):
+                return self._fetch(url, renew=True)
             raise DataError(f"cannot fetch task image {url} (HTTP {error.code} {error.reason})") from None
         except (urllib.error.URLError, OSError) as error:
             raise DataError(f"cannot fetch task image {url} ({getattr(error, 'reason', error)})") from None
+        if len(data) > self.limits.max_body_bytes:
+            raise DataError(f"task image {url}: {self.limits.body_error().replace('request body', 'image')}")
+        return data
 
 
 def _data_uri_bytes(uri: str) -> bytes:

@@ -4,8 +4,11 @@
 path                        content
 ==========================  ====================================================
 ``config.json``             the resolved settings (:class:`~auxol.serve.settings.ServeSettings`)
-``session.pt``              the AuxOL learner, saved after every learned image
-``corrections.csv``         one row per learned image (:data:`CORRECTION_FIELDS`)
+``session.pt``              the AuxOL learner and the count of corrections it has learned,
+                            saved after every learned correction
+``journal/``                every correction received, before it is acknowledged
+                            (:mod:`auxol.serve.journal`)
+``corrections.csv``         one row per learned correction (:data:`CORRECTION_FIELDS`)
 ``images/<id>.png``         every image received, as the model saw it (uint8 RGB)
 ``shown/<id>.png``          the last mask shown for the image, 0/255
 ``corrected/<id>.png``      the corrected mask received for it, 0/255
@@ -35,12 +38,12 @@ from auxol.io import (
 )
 from auxol.serve.encoding import IMAGE_ID
 
-CORRECTION_FIELDS = ["image_id", "time", "prompts", "alpha", "shown_dice", "base_dice", "source"]
-"""Columns of ``corrections.csv``: the image, when its correction arrived (UTC, ISO 8601),
-its number of prompts, the fusion weight used for the shown mask (empty while the
-foundation model is used alone), the Dice of the shown mask and of the foundation
-model's mask with the corrected mask (1 = nothing to correct), and where the correction
-came from (``api`` or ``label-studio``)."""
+CORRECTION_FIELDS = ["correction", "image_id", "time", "prompts", "alpha", "shown_dice", "base_dice", "source"]
+"""Columns of ``corrections.csv``: the correction's number in the journal, the image, when
+the correction arrived (UTC, ISO 8601), its number of prompts, the fusion weight used
+for the shown mask (empty while the foundation model is used alone), the Dice of the
+shown mask and of the foundation model's mask with the corrected mask (1 = nothing to
+correct), and where the correction came from (``api`` or ``label-studio``)."""
 
 
 class SessionFolder:
@@ -51,6 +54,7 @@ class SessionFolder:
         self.config_path = self.root / "config.json"
         self.state_path = self.root / "session.pt"
         self.corrections_path = self.root / "corrections.csv"
+        self.journal_path = self.root / "journal"
         for folder in ("images", "shown", "corrected"):
             (self.root / folder).mkdir(parents=True, exist_ok=True)
         self.image_ids = {path.stem for path in (self.root / "images").glob("*.png")}
@@ -96,6 +100,14 @@ class SessionFolder:
             return []
         with open(self.corrections_path, encoding="utf-8", newline="") as handle:
             return list(csv.DictReader(handle))
+
+    def keep_corrections(self, learned: int) -> None:
+        """Drop the rows of corrections numbered ``learned`` or more: written, but their learning was not saved."""
+        with self._lock:
+            kept = [row for row in self.corrections if not row.get("correction") or int(row["correction"]) < learned]
+            if len(kept) < len(self.corrections):
+                self.corrections = kept
+                write_csv(self.corrections_path, self.corrections, CORRECTION_FIELDS)
 
     def append_correction(self, record: dict[str, Any]) -> None:
         """Add one row to ``corrections.csv`` (the whole file is rewritten atomically)."""
