@@ -6,4 +6,4 @@ cd "$(dirname "$0")/.."
 python3 -m venv .venv-ls
 .venv-ls/bin/python -m pip install --quiet --upgrade pip
 .venv-ls/bin/python -m pip install --quiet label-studio==1.23.2
-.venv-ls/bin/label-studio --version | head -1
+.venv-ls/bin/python -c "import label_studio; print('label-studio', label_studio.__version__, 'installed in .venv-ls')"
