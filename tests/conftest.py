@@ -40,6 +40,15 @@ def disk_dataset(tmp_path: Path) -> Path:
     return root
 
 
+@pytest.fixture(scope="session", autouse=True)
+def auxol_home(tmp_path_factory):
+    """Every test's ``$AUXOL_HOME`` (fetched weights, exported graphs): one fresh folder per session, never ~/.cache."""
+    home = tmp_path_factory.mktemp("auxol-home")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("AUXOL_HOME", str(home))
+        yield home
+
+
 @pytest.fixture(scope="session")
 def litemedsam():
     """The embedded LiteMedSAM on the CPU, loaded once per test session."""

@@ -47,7 +47,7 @@ def test_the_command_serves_the_sessions_folder(tmp_path, monkeypatch, capsys):
             served.update(client.get("/api/status", headers=served.get("headers", {})).json(), host=host, port=port)
             served["sessions"] = client.get("/api/sessions", headers=served.get("headers", {})).json()
 
-    monkeypatch.setattr("auxol.commands.serve.load_model", lambda name, checkpoint, device: EllipseModel())
+    monkeypatch.setattr("auxol.commands.serve.load_model", lambda *args: EllipseModel())
     monkeypatch.setattr("uvicorn.run", run)
     root = tmp_path / "sessions"
     assert run_cli(monkeypatch, "serve", "--root", root, "--preset", "paper", "--port", "8123") == 0
@@ -62,7 +62,7 @@ def test_the_command_serves_the_sessions_folder(tmp_path, monkeypatch, capsys):
 
 
 def test_another_host_needs_an_api_key(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr("auxol.commands.serve.load_model", lambda name, checkpoint, device: EllipseModel())
+    monkeypatch.setattr("auxol.commands.serve.load_model", lambda *args: EllipseModel())
     monkeypatch.setattr("uvicorn.run", lambda app, host, port: None)
     monkeypatch.delenv("AUXOL_API_KEY", raising=False)
     assert run_cli(monkeypatch, "serve", "--root", tmp_path, "--host", "0.0.0.0") == 2

@@ -15,12 +15,14 @@ import torch
 
 from auxol import models
 from auxol.models import DEFAULT_MODEL, PromptableModel
+from auxol.models.runtime import use_runtime
 
 
 def load_model(
     name: str = DEFAULT_MODEL,
     checkpoint: str | os.PathLike | None = None,
     device: str | torch.device | None = None,
+    runtime: str = "torch",
 ) -> PromptableModel:
     """Model ``name``, frozen, in eval mode, on ``device`` (default: CUDA if available, else CPU).
 
@@ -29,9 +31,15 @@ def load_model(
     folder (``OUT`` or ``OUT/peft``; needed for adapter models, which cannot be merged,
     see :func:`auxol.finetune.merge.load_run`); or None for the embedded or fetched
     official weights.
+
+    ``runtime``: what runs the frozen encoder and decoder (:func:`auxol.models.runtime.use_runtime`):
+    ``torch``, ``openvino``, ``onnx``, or ``auto`` (a runtime on a CPU, PyTorch on a GPU).
+    A fine-tuned run's LoRA or adapters are exported with the rest of the model.
     """
     if checkpoint is not None and Path(checkpoint).is_dir():
         from auxol.finetune.merge import load_run
 
-        return load_run(name, checkpoint, device)
-    return models.load_model(name, checkpoint, device)
+        model = load_run(name, checkpoint, device)
+    else:
+        model = models.load_model(name, checkpoint, device)
+    return use_runtime(model, runtime)

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from auxol.commands.options import (
-    BoxMarginOption, CheckpointOption, DeviceOption, LabelNamesOption, LabelOption, ModelOption, PromptOption, SliceAxisOption,
+    BoxMarginOption, CheckpointOption, DeviceOption, LabelNamesOption, LabelOption, ModelOption, PromptOption, RuntimeOption, SliceAxisOption,
     WindowOption, parse_window, resolve_structure,
 )
 from auxol.data.volumes import find_volume_pairs, holds_volumes, write_slices
@@ -33,6 +33,7 @@ def evaluate(
     label: LabelOption = None,
     label_names: LabelNamesOption = None,
     device: DeviceOption = None,
+    runtime: RuntimeOption = "auto",
 ) -> None:
     """Segment every image of DATA with prompts derived from its mask; write masks, CSV, summary and overlays.
 
@@ -54,10 +55,10 @@ def evaluate(
         data = out / "slices"
     elif label is not None:
         raise ConfigError(f"{data}: --label picks a structure of label volumes; this data holds 2-D masks")
-    net = load_model(name, checkpoint, device)
+    net = load_model(name, checkpoint, device, getattr(runtime, "value", runtime))
     config = EvaluationConfig(
         data=str(data), out=str(out), model=name, checkpoint=str(checkpoint or default_checkpoint(name)),
-        prompt=getattr(prompt, "value", prompt), box_margin=box_margin, min_size=min_size,
+        prompt=getattr(prompt, "value", prompt), box_margin=box_margin, min_size=min_size, runtime=net.runtime,
     )
     run_evaluation(net, config)
     typer.echo(f"wrote {out}/predictions, results.csv, summary.json, config.json, overlays/")

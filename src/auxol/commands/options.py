@@ -12,6 +12,7 @@ import typer
 from auxol import prompts
 from auxol.errors import ConfigError
 from auxol.models import MODELS
+from auxol.models.runtime import RUNTIMES
 
 
 def choices(name: str, values: Iterable[str]) -> type[Enum]:
@@ -31,11 +32,16 @@ def given_options(ctx: typer.Context, names: Iterable[str]) -> dict[str, Any]:
 
 PromptKind = choices("PromptKind", get_args(prompts.PromptKind))
 ModelName = choices("ModelName", MODELS)
+RuntimeName = choices("RuntimeName", RUNTIMES)
 
 ModelOption = Annotated[ModelName, typer.Option("--model", "-m", help="Foundation model.")]
 CheckpointOption = Annotated[
     Path | None,
     typer.Option(help="SAM-format weights (official file, or merged.pth of 'auxol finetune'), or an 'auxol finetune' output folder (adapter models); default: embedded or fetched."),
+]
+RuntimeOption = Annotated[
+    RuntimeName,
+    typer.Option(help="What runs the frozen model: auto (OpenVINO on a CPU, PyTorch on a GPU), openvino, onnx (ONNX Runtime) or torch."),
 ]
 DeviceOption = Annotated[str | None, typer.Option(help="torch device, e.g. cpu or cuda:0 (default: cuda if available).")]
 BoxMarginOption = Annotated[

@@ -29,7 +29,9 @@ from typing import Annotated
 import numpy as np
 import typer
 
-from auxol.commands.options import BoxMarginOption, CheckpointOption, DeviceOption, ModelOption, WindowOption, parse_window
+from auxol.commands.options import (
+    BoxMarginOption, CheckpointOption, DeviceOption, ModelOption, RuntimeOption, WindowOption, parse_window,
+)
 from auxol.data import read_image
 from auxol.data.volumes import Volume, default_window, is_volume, read_volume, slice_rgb, to_uint8, volume_stem, write_nifti
 from auxol.errors import ConfigError, DataError, PromptError
@@ -155,6 +157,7 @@ def predict(
     model: ModelOption = DEFAULT_MODEL,
     checkpoint: CheckpointOption = None,
     device: DeviceOption = None,
+    runtime: RuntimeOption = "auto",
 ) -> None:
     """Segment IMAGES with the given box or point prompts and write 0/255 mask PNGs; volumes by propagation."""
     given = parse_prompts(box, point)
@@ -166,7 +169,7 @@ def predict(
     if session is not None and len(volumes) < len(images):
         raise ConfigError("--session applies to volumes only; give NIfTI files or DICOM series folders")
     model_name = getattr(model, "value", model)
-    net = load_model(model_name, checkpoint, device)
+    net = load_model(model_name, checkpoint, device, getattr(runtime, "value", runtime))
     learner = load_learner(session, net, model_name) if session is not None else None
     window_range = parse_window(window)
     with progress() as bar:

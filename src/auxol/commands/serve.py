@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 import uvicorn
 
-from auxol.commands.options import CheckpointOption, DeviceOption, ModelName
+from auxol.commands.options import CheckpointOption, DeviceOption, ModelName, RuntimeOption
 from auxol.commands.stream import PresetName
 from auxol.errors import ConfigError
 from auxol.io import read_options_file
@@ -55,6 +55,7 @@ def serve(
         typer.Option("--config", help="JSON file of AuxOL options over the preset, for new sessions (the keys of 'auxol stream --config')."),
     ] = None,
     device: DeviceOption = None,
+    runtime: RuntimeOption = "auto",
     host: Annotated[str, typer.Option(help="Address to listen on; 127.0.0.1 serves this machine only, another needs --api-key.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port to listen on.")] = 8000,
     api_key: Annotated[
@@ -89,7 +90,7 @@ def serve(
 
     limits = Limits(round(max_megapixels * 1e6), max_prompts, round(max_body_mb * 2**20))
     images = TaskImages(label_studio_url, os.environ.get(TOKEN_VARIABLE), files_root or [], limits)
-    net = load_model(model_name, checkpoint, device)
+    net = load_model(model_name, checkpoint, device, getattr(runtime, "value", runtime))
     sessions = Sessions(root, net, settings_for, cache_size, images.read)
     resumed: list[dict[str, Any]] = [{"name": name, **sessions.get(name).status()} for name in sessions.names()]
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

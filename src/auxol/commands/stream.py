@@ -16,7 +16,7 @@ from rich.console import Console
 
 from auxol import prompts
 from auxol.commands.options import (
-    CheckpointOption, DeviceOption, LabelNamesOption, LabelOption, ModelOption, WindowOption, choices, given_options, parse_window,
+    CheckpointOption, DeviceOption, LabelNamesOption, LabelOption, ModelOption, RuntimeOption, WindowOption, choices, given_options, parse_window,
     resolve_structure,
 )
 from auxol.errors import ConfigError
@@ -52,6 +52,7 @@ def stream(
     model: ModelOption = DEFAULT_MODEL,
     checkpoint: CheckpointOption = None,
     device: DeviceOption = None,
+    runtime: RuntimeOption = "auto",
     preset: Annotated[PresetName, typer.Option(help="AuxOL preset the other options start from.")] = DEFAULT_PRESET,
     config: Annotated[Path | None, typer.Option("--config", help="JSON file of AuxOL and stream options (over the preset).")] = None,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted run in OUT from its saved progress (OUT/session/).")] = False,
@@ -132,7 +133,7 @@ def stream(
             auxol=auxol, stream=options, prompt=prompt_name,
             label=resolve_structure(label, label_names, data, data / "masks"), label_name=label, window=parse_window(window),
         )
-        _run_volumes_and_print(settings, out, device)
+        _run_volumes_and_print(settings, out, device, getattr(runtime, "value", runtime))
         return
     if prompt_name == "propagate":
         raise ConfigError(f"{data}: --prompt propagate follows a structure through the slices of volumes; this data holds 2-D images")
@@ -141,13 +142,14 @@ def stream(
         data=str(data), model=model_name, checkpoint=_checkpoint(model_name, checkpoint),
         preset=preset_name, auxol=auxol, stream=options, save_every=save_every,
     )
-    _run_and_print(settings, out, resume, device)
+    _run_and_print(settings, out, resume, device, getattr(runtime, "value", runtime))
 
 
 def demo(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder: data/ (the phantoms) and the stream's results.")] = Path("auxol-demo"),
     n: Annotated[int, typer.Option("--n", help="Number of phantom images.", min=1)] = 60,
     device: DeviceOption = None,
+    runtime: RuntimeOption = "auto",
 ) -> None:
     """Stream synthetic ultrasound phantoms through LiteMedSAM + AuxOL (default preset) and show the gain."""
     data = generate_phantoms(out / "data", n, kind="ultrasound", seed=0, size=256)
@@ -155,7 +157,7 @@ def demo(
         data=str(data), model=DEFAULT_MODEL, checkpoint=_checkpoint(DEFAULT_MODEL, None),
         preset=DEFAULT_PRESET, auxol=AuxOLConfig.preset(DEFAULT_PRESET),
     )
-    _run_and_print(settings, out, resume=False, device=device)
+    _run_and_print(settings, out, resume=False, device=device, runtime=getattr(runtime, "value", runtime))
 
 
 def _checkpoint(model: str, given: Path | None) -> str | None:
@@ -164,9 +166,9 @@ def _checkpoint(model: str, given: Path | None) -> str | None:
     return None if path is None else str(path)
 
 
-def _run_and_print(settings: StreamSettings, out: Path, resume: bool, device: str | None) -> None:
+def _run_and_print(settings: StreamSettings, out: Path, resume: bool, device: str | None, runtime: str) -> None:
     console = Console()
-    net = load_model(settings.model, settings.checkpoint, device)
+    net = load_model(settings.model, settings.checkpoint, device, runtime)
     summary = StreamRunner(net, settings, out, console).run(resume=resume)
     console.print(summary_table(summary))
     overall = summary.overall
@@ -191,9 +193,9 @@ def _run_and_print(settings: StreamSettings, out: Path, resume: bool, device: st
         )
 
 
-def _run_volumes_and_print(settings: VolumeStreamSettings, out: Path, device: str | None) -> None:
+def _run_volumes_and_print(settings: VolumeStreamSettings, out: Path, device: str | None, runtime: str) -> None:
     console = Console()
-    net = load_model(settings.model, settings.checkpoint, device)
+    net = load_model(settings.model, settings.checkpoint, device, runtime)
     summary = VolumeStreamRunner(net, settings, out, console).run()
     console.print(volume_summary_table(summary))
     overall = summary["overall"]

@@ -49,6 +49,7 @@ class EvaluationConfig:
     box_margin: float = DEFAULT_BOX_MARGIN
     min_size: int = 16
     overlays_per_part: int = 4
+    runtime: str = "torch"  # what ran the frozen model (PromptableModel.runtime)
 
 
 def segment_with_prompts(

@@ -34,7 +34,10 @@ class PromptableModel(nn.Module):
     """A SAM-family model: image encoder, prompt encoder, mask decoder and its input recipe.
 
     The submodules keep segment-anything's names (``image_encoder``, ``prompt_encoder``,
-    ``mask_decoder``), so ``state_dict()`` is in SAM's checkpoint format.
+    ``mask_decoder``), so ``state_dict()`` is in SAM's checkpoint format. ``graphs``, set
+    by :func:`auxol.models.runtime.use_runtime`, runs the frozen encoder and decoder of
+    ``embed`` and ``segment_many`` through an inference runtime instead (``decode`` and
+    the submodules stay PyTorch, for training).
     """
 
     def __init__(
@@ -51,10 +54,16 @@ class PromptableModel(nn.Module):
         self.prompt_encoder = prompt_encoder
         self.mask_decoder = mask_decoder
         self.preprocessing = preprocessing
+        self.graphs = None  # CompiledGraphs of auxol.models.runtime, or None for PyTorch
 
     @property
     def device(self) -> torch.device:
         return next(self.parameters()).device
+
+    @property
+    def runtime(self) -> str:
+        """What embeds and decodes: ``torch``, or the inference runtime of ``graphs``."""
+        return "torch" if self.graphs is None else self.graphs.runtime
 
     @property
     def input_size(self) -> int:
@@ -67,7 +76,8 @@ class PromptableModel(nn.Module):
     @torch.no_grad()
     def embed(self, image: np.ndarray) -> Embedding:
         """Run the image encoder once; ``image`` is uint8 (H, W, 3) RGB."""
-        features = self.image_encoder(self.preprocess(image)[None])
+        inputs = self.preprocess(image)[None]
+        features = self.image_encoder(inputs) if self.graphs is None else self.graphs.encode(inputs)
         return Embedding(features=features, image_size=tuple(image.shape[:2]))
 
     def encode_prompts(
@@ -109,10 +119,11 @@ class PromptableModel(nn.Module):
     def segment_many(self, embedding: Embedding, prompts: list[Prompt]) -> np.ndarray:
         """Logits float32 (N, H, W) at the image size, one map per prompt (> 0 is foreground)."""
         height, width = embedding.image_size
+        decode = self.decode if self.graphs is None else self.graphs.decode
         maps = []
         for group in _same_kind_groups(prompts):
             sparse, dense = self.encode_prompts(group, embedding.image_size)
-            low_res = self.decode(embedding.features, sparse, dense)
+            low_res = decode(embedding.features, sparse, dense)
             maps.append(self.preprocessing.logits_to_image(low_res.float(), height, width))
         order = np.argsort([i for group in _same_kind_indices(prompts) for i in group], kind="stable")
         return torch.cat(maps).cpu().numpy()[order]

@@ -61,11 +61,15 @@ CHECKPOINT_FILES = {
 }
 
 
+def auxol_home() -> Path:
+    """Folder of everything auxol caches: ``$AUXOL_HOME``, default ``~/.cache/auxol``."""
+    home = os.environ.get("AUXOL_HOME")
+    return Path(home) if home else Path.home() / ".cache" / "auxol"
+
+
 def cache_dir() -> Path:
     """Folder holding fetched checkpoints: ``$AUXOL_HOME/checkpoints`` or ``~/.cache/auxol/checkpoints``."""
-    home = os.environ.get("AUXOL_HOME")
-    root = Path(home) if home else Path.home() / ".cache" / "auxol"
-    return root / "checkpoints"
+    return auxol_home() / "checkpoints"
 
 
 def cached_path(name: str) -> Path:
