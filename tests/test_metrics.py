@@ -77,3 +77,17 @@ def test_hausdorff_is_capped_at_the_diagonal():
 def test_shape_mismatch_is_a_data_error():
     with pytest.raises(DataError, match="shape"):
         dice(np.zeros((4, 4)), np.zeros((4, 5)))
+
+
+def test_volume_dice_and_hd95_in_mm_use_the_voxel_spacing():
+    from auxol.evaluate.volume_metrics import dice_3d, hd95_mm
+
+    truth = np.zeros((10, 20, 20), bool)
+    truth[2:8, 5:15, 5:15] = True
+    shifted = np.roll(truth, 1, axis=0)  # one slice up: 2.5 mm
+    assert dice_3d(truth, truth) == 1.0 and dice_3d(shifted, truth) == pytest.approx(2 * 500 / 1200)
+    assert hd95_mm(shifted, truth, (2.5, 0.5, 0.5)) == pytest.approx(2.5)
+    assert hd95_mm(np.roll(truth, 2, axis=2), truth, (2.5, 0.5, 0.5)) == pytest.approx(1.0)
+    empty = np.zeros_like(truth)
+    assert dice_3d(empty, empty) == 1.0 and hd95_mm(empty, empty, (1, 1, 1)) == 0.0
+    assert hd95_mm(empty, truth, (2.5, 0.5, 0.5)) == pytest.approx(np.linalg.norm([25, 10, 10]))

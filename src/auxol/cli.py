@@ -23,7 +23,7 @@ app = typer.Typer(
 
 
 def _register() -> None:
-    from auxol.commands import evaluate, finetune, models, predict, serve, stream
+    from auxol.commands import evaluate, finetune, models, predict, serve, slices, stream
 
     app.command("evaluate")(evaluate.evaluate)
     app.command("predict")(predict.predict)
@@ -32,7 +32,7 @@ def _register() -> None:
     app.command("finetune")(finetune.finetune)
     app.command("pretrain")(finetune.pretrain)
     app.command("split")(finetune.split)
-    app.command("slices")(finetune.slices)
+    app.command("slices")(slices.slices)
     app.command("serve")(serve.serve)
     app.add_typer(models.app, name="models")
 

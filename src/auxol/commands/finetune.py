@@ -11,8 +11,7 @@ import typer
 from auxol.data import load_dataset
 from auxol.errors import ConfigError
 from auxol.commands.options import (
-    BoxMarginOption, CheckpointOption, DeviceOption, ModelOption, SliceAxisOption, WindowOption, choices, given_options,
-    parse_window,
+    BoxMarginOption, CheckpointOption, DeviceOption, ModelOption, choices, given_options,
 )
 from auxol.finetune.config import FINETUNE_KEYS, METHODS, PARTS, EmptyPolicy, FinetuneConfig, PromptMode, resolve_config
 from auxol.io import write_csv
@@ -152,18 +151,3 @@ def pretrain(
                             epochs, max_steps, batch_size, lr, weight_decay, mask_ratio, seed)
     path = run_pretrain(load_model(name, checkpoint, device), config)
     typer.echo(f"wrote {path}; fine-tune from it with 'auxol finetune --model {name} --checkpoint {path} ...'")
-
-
-def slices(
-    images: Annotated[Path, typer.Option(help="Folder of image volumes: .nii/.nii.gz files or one sub-folder per DICOM series.")],
-    labels: Annotated[Path, typer.Option(help="Folder of label volumes with the same names as the images.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output dataset folder (images/, masks/, slices.csv).")],
-    axis: SliceAxisOption = 0,
-    window: WindowOption = None,
-    empty: Annotated[EmptyPolicyName, typer.Option(help="Slices without labels: skip or keep.")] = EmptyPolicyName.skip,
-) -> None:
-    """Cut 3-D image and label volumes into a 2-D dataset for 'auxol finetune' and 'auxol evaluate'."""
-    from auxol.data.volumes import find_volume_pairs, write_slices
-
-    csv_path = write_slices(find_volume_pairs(images, labels), out, axis, parse_window(window), _value(empty))
-    typer.echo(f"wrote {csv_path}")

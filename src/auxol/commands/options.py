@@ -43,10 +43,30 @@ BoxMarginOption = Annotated[
     typer.Option(help="Widen boxes derived from masks by this fraction of the image's long side (0 = tight, as in the AuxOL paper)."),
 ]
 PromptOption = Annotated[PromptKind, typer.Option(help="Prompt derived from each mask: its box, or its centroid point.")]
-SliceAxisOption = Annotated[int, typer.Option("--axis", help="Volumes: array axis to slice along (0: axial for usual axial scans).", min=0, max=2)]
+SliceAxisOption = Annotated[int, typer.Option("--axis", help="Volumes: slice direction, 0 axial, 1 coronal, 2 sagittal (whatever the file layout).", min=0, max=2)]
 WindowOption = Annotated[
-    str | None, typer.Option(help="Volumes: intensity window LOW,HIGH (e.g. -160,240 for CT); default: 0.5-99.5th percentiles."),
+    str | None,
+    typer.Option(help="Volumes: intensity window LOW,HIGH; default: -160,240 (soft tissue) for CT, else the 0.5-99.5th percentiles."),
 ]
+LabelOption = Annotated[
+    str | None,
+    typer.Option("--label", help="Volumes: the structure of the label map to segment, by id or name (e.g. 5 or liver); default: all labels merged."),
+]
+LabelNamesOption = Annotated[
+    Path | None,
+    typer.Option("--label-names", help="Volumes: JSON map of label ids to names ({\"5\": \"liver\"}); default: a labels.json beside the data."),
+]
+
+
+def resolve_structure(label: str | None, label_names: Path | None, *folders: Path) -> int | None:
+    """The label id ``--label`` names (None: all labels), with names from ``--label-names`` or a labels.json in ``folders``."""
+    from auxol.data.volumes import find_label_names, read_label_names, resolve_label
+
+    if label is None:
+        return None
+    names_file = label_names or find_label_names(*folders)
+    names = read_label_names(names_file) if names_file else None
+    return resolve_label(label, names, None if names_file is None else str(names_file))
 
 
 def parse_window(text: str | None) -> tuple[float, float] | None:

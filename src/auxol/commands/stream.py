@@ -14,7 +14,12 @@ from typing import Annotated, Any, get_args
 import typer
 from rich.console import Console
 
-from auxol.commands.options import CheckpointOption, DeviceOption, ModelOption, PromptKind, choices, given_options
+from auxol import prompts
+from auxol.commands.options import (
+    CheckpointOption, DeviceOption, LabelNamesOption, LabelOption, ModelOption, WindowOption, choices, given_options, parse_window,
+    resolve_structure,
+)
+from auxol.errors import ConfigError
 from auxol.data.phantoms import generate_phantoms
 from auxol.loading import load_model
 from auxol.models import DEFAULT_MODEL, default_checkpoint
@@ -23,9 +28,12 @@ from auxol.online.config import AUXOL_KEYS, BatchNormStatistics
 from auxol.stream import StreamOptions, StreamRunner, StreamSettings, clinician, resolve_options
 from auxol.stream.report import summary_table
 from auxol.stream.settings import STREAM_KEYS
+from auxol.stream.volumes import VolumePrompt, VolumeStreamRunner, VolumeStreamSettings, volume_parts
+from auxol.stream.volumes import summary_table as volume_summary_table
 
 PresetName = choices("PresetName", PRESETS)
 NoiseKind = choices("NoiseKind", get_args(clinician.NoiseKind))
+StreamPrompt = choices("StreamPrompt", dict.fromkeys((*get_args(prompts.PromptKind), *get_args(VolumePrompt))))
 BatchNormMode = choices("BatchNormMode", get_args(BatchNormStatistics))
 
 
@@ -49,7 +57,9 @@ def stream(
     resume: Annotated[bool, typer.Option(help="Continue an interrupted run in OUT from its saved progress (OUT/session/).")] = False,
     save_every: Annotated[int, typer.Option(help="Save results and the learners' progress every N images.", min=1)] = 10,
     # Clinician simulation (shown defaults: StreamOptions'; only the flags given override --config)
-    prompt: Annotated[PromptKind, _stream_option("Prompt derived from each true mask.")] = StreamOptions.prompt,
+    prompt: Annotated[
+        StreamPrompt, _stream_option("Prompt derived from each true mask; volumes: box per slice, or propagate from the seed slice.")
+    ] = StreamOptions.prompt,
     min_size: Annotated[int, _stream_option("Drop mask components whose box is narrower or shorter (px).")] = StreamOptions.min_size,
     box_margin: Annotated[float, _stream_option("Widen boxes by this fraction of the image's long side (0: tight, as in the paper).")] = StreamOptions.box_margin,
     prompt_noise: Annotated[float, _stream_option("Shift each box left/right and up/down by this fraction of its size.")] = StreamOptions.prompt_noise,
@@ -81,11 +91,38 @@ def stream(
     channels_last: Annotated[bool | None, _option("Channels-last activations.", "--channels-last/--no-channels-last")] = None,
     seed: Annotated[int | None, _option("Seed of the learner and of the prompt/annotation noise.")] = None,
     deterministic: Annotated[bool | None, _option("Deterministic torch algorithms.", "--deterministic/--no-deterministic")] = None,
+    # Volumes
+    label: LabelOption = None,
+    label_names: LabelNamesOption = None,
+    window: WindowOption = None,
 ) -> None:
-    """Replay DATA as a clinician-in-the-loop stream: base model vs AuxOL, image by image (prequential)."""
+    """Replay DATA as a clinician-in-the-loop stream: base model vs AuxOL, image by image (prequential).
+
+    DATA may hold volumes (images/ and masks/ with NIfTI files or DICOM series folders):
+    each volume is then a stream of its slices from the seed slice outward.
+    """
     preset_name = getattr(preset, "value", preset)
-    auxol, options = resolve_options(preset_name, config, given_options(ctx, AUXOL_KEYS | STREAM_KEYS))
+    given = given_options(ctx, AUXOL_KEYS | STREAM_KEYS)
+    prompt_name = getattr(prompt, "value", prompt)
     model_name = getattr(model, "value", model)
+    parts = volume_parts(data) if data.is_dir() else []
+    if parts:
+        if resume:
+            raise ConfigError("--resume: volume streams cannot resume yet; run again without it")
+        if prompt_name not in get_args(VolumePrompt):
+            raise ConfigError(f"--prompt {prompt_name}: volumes take box or propagate")
+        given.pop("prompt", None)  # the clinician's per-slice boxes; propagation is the volume stream's own
+        auxol, options = resolve_options(preset_name, config, given)
+        settings = VolumeStreamSettings(
+            data=str(data), model=model_name, checkpoint=_checkpoint(model_name, checkpoint), preset=preset_name,
+            auxol=auxol, stream=options, prompt=prompt_name,
+            label=resolve_structure(label, label_names, data, data / "masks"), label_name=label, window=parse_window(window),
+        )
+        _run_volumes_and_print(settings, out, device)
+        return
+    if prompt_name == "propagate":
+        raise ConfigError(f"{data}: --prompt propagate follows a structure through the slices of volumes; this data holds 2-D images")
+    auxol, options = resolve_options(preset_name, config, given)
     settings = StreamSettings(
         data=str(data), model=model_name, checkpoint=_checkpoint(model_name, checkpoint),
         preset=preset_name, auxol=auxol, stream=options, save_every=save_every,
@@ -122,5 +159,20 @@ def _run_and_print(settings: StreamSettings, out: Path, resume: bool, device: st
     console.print(
         f"AuxOL changed the mean Dice by {overall.gain:+.4f} ({overall.base_dice:.4f} -> "
         f"{overall.auxol_dice:.4f}); report in {out}: results.csv, summary.json, plots/",
+        highlight=False,
+    )
+
+
+def _run_volumes_and_print(settings: VolumeStreamSettings, out: Path, device: str | None) -> None:
+    console = Console()
+    net = load_model(settings.model, settings.checkpoint, device)
+    summary = VolumeStreamRunner(net, settings, out, console).run()
+    console.print(volume_summary_table(summary))
+    overall = summary["overall"]
+    console.print(
+        f"3-D Dice {overall['base_dice_3d']:.4f} (base) -> {overall['auxol_dice_3d']:.4f} (AuxOL); slices needing correction "
+        f"(Dice < {summary['accept_dice']}) {overall['base_needing_correction']} -> {overall['auxol_needing_correction']}; "
+        f"{overall['seconds_per_slice']['total']:.2f} s per slice; report in {out}: volumes.csv, results.csv, summary.json, "
+        "base/ and auxol/ label volumes",
         highlight=False,
     )
