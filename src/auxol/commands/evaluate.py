@@ -17,7 +17,6 @@ from auxol.evaluate.evaluation import EvaluationConfig, evaluate as run_evaluati
 from auxol.loading import load_model
 from auxol.models import DEFAULT_MODEL, default_checkpoint
 from auxol.progress import warn
-from auxol.prompts import DEFAULT_BOX_MARGIN
 
 
 def evaluate(
@@ -25,9 +24,9 @@ def evaluate(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")],
     model: ModelOption = DEFAULT_MODEL,
     checkpoint: CheckpointOption = None,
-    prompt: PromptOption = "box",
-    box_margin: BoxMarginOption = DEFAULT_BOX_MARGIN,
-    min_size: Annotated[int, typer.Option(help="Drop mask components whose box is narrower or shorter (px).")] = 16,
+    prompt: PromptOption = EvaluationConfig.prompt,
+    box_margin: BoxMarginOption = EvaluationConfig.box_margin,
+    min_size: Annotated[int, typer.Option(help="Drop mask components whose box is narrower or shorter (px).")] = EvaluationConfig.min_size,
     axis: SliceAxisOption = 0,
     window: WindowOption = None,
     label: LabelOption = None,
