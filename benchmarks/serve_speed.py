@@ -58,7 +58,7 @@ def time_requests(runtime: str, samples: list[tuple[np.ndarray, np.ndarray]]) ->
     """Seconds of each new-image and embedded-image request against a fresh server using ``runtime``."""
     port = free_port()
     with tempfile.TemporaryDirectory() as session:
-        command = [sys.executable, "-m", "auxol", "serve", "--session", session, "--port", str(port), "--runtime", runtime]
+        command = [sys.executable, "-m", "auxol", "serve", "--root", session, "--port", str(port), "--runtime", runtime]
         server = subprocess.Popen(command, stdout=subprocess.DEVNULL)
         try:
             with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=600) as client:
