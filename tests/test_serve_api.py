@@ -97,6 +97,11 @@ def test_learning_is_queued_saved_and_recorded(tmp_path):
     assert 0.9 < shown < 1
     assert (row["image_id"], row["prompts"], row["alpha"], row["source"]) == (key, "1", "", "api")
     assert float(row["shown_dice"]) == pytest.approx(shown) and float(row["base_dice"]) == pytest.approx(shown)
+    changed = int(np.count_nonzero((ellipse_mask((160, 200), BOX) > 0) ^ (truth > 0)))
+    assert 0 < changed and int(row["shown_changed_px"]) == changed == int(row["base_changed_px"])
+    assert float(row["shown_changed_fraction"]) == pytest.approx(changed / np.count_nonzero(truth))
+    assert (status["auxol_accept_90"], status["auxol_accept_95"]) == (1.0, float(shown >= 0.95))
+    assert status["auxol_changed_fraction"] == pytest.approx(changed / np.count_nonzero(truth))
     assert np.array_equal(read_mask(tmp_path / "default" / "corrected" / f"{key}.png"), truth)
     assert (tmp_path / "default" / "session.pt").is_file()
     assert json.loads((tmp_path / "default" / "config.json").read_text())["auxol"]["queue_length"] == 8

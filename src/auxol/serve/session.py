@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from auxol.errors import AuxolError, DataError, PromptError
-from auxol.evaluate.metrics import dice
+from auxol.evaluate.metrics import ACCEPT_LEVELS, changed_pixels, dice
 from auxol.models import PromptableModel
 from auxol.online import AuxOL, AuxOLConfig, Prediction
 from auxol.online.state_file import read_state_file, write_state_file
@@ -307,6 +307,7 @@ class ServeSession:
             "alpha": prediction.alpha,
             "shown_dice": dice(prediction.mask, corrected),
             "base_dice": dice(prediction.base_mask, corrected),
+            **effort_columns(prediction, corrected),
             "source": meta["source"],
         })
         self.learned_images.add(key)
@@ -349,4 +350,19 @@ class ServeSession:
             "alpha": self.learner.alpha,
             "images_in_memory": len(self.cache),
             "last_error": self.last_error,
+            **self.folder.effort(),
         }
+
+
+def effort_columns(prediction: Prediction, corrected: np.ndarray) -> dict[str, float]:
+    """What the correction changed: pixels of the shown (AuxOL) and of the base mask that
+    differ from ``corrected`` (|mask XOR corrected|), and that count as a share of the
+    corrected object's area (the stream's ``*_changed_px`` / ``*_changed_fraction``)."""
+    shown_px, shown_fraction = changed_pixels(prediction.mask, corrected)
+    base_px, base_fraction = changed_pixels(prediction.base_mask, corrected)
+    return {
+        "shown_changed_px": shown_px,
+        "shown_changed_fraction": shown_fraction,
+        "base_changed_px": base_px,
+        "base_changed_fraction": base_fraction,
+    }

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from auxol.data import read_image
+from auxol.evaluate.metrics import ACCEPT_LEVELS
 from auxol.io import (
     read_json_object,
     write_csv,
@@ -38,7 +39,10 @@ from auxol.io import (
 )
 from auxol.serve.encoding import IMAGE_ID
 
-CORRECTION_FIELDS = ["correction", "image_id", "time", "prompts", "alpha", "shown_dice", "base_dice", "source"]
+CORRECTION_FIELDS = [
+    "correction", "image_id", "time", "prompts", "alpha", "shown_dice", "base_dice",
+    "shown_changed_px", "shown_changed_fraction", "base_changed_px", "base_changed_fraction", "source",
+]
 """Columns of ``corrections.csv``: the correction's number in the journal, the image, when
 the correction arrived (UTC, ISO 8601), its number of prompts, the fusion weight used
 for the shown mask (empty while the foundation model is used alone), the Dice of the
@@ -108,6 +112,26 @@ class SessionFolder:
             if len(kept) < len(self.corrections):
                 self.corrections = kept
                 write_csv(self.corrections_path, self.corrections, CORRECTION_FIELDS)
+
+    def effort(self) -> dict[str, float | None]:
+        """The clinician's effort over the corrections learned, as the stream's summary reports it.
+
+        ``auxol_accept_90`` / ``auxol_accept_95``: fraction of corrections whose shown
+        mask had Dice >= 0.90 / 0.95 with the correction (could have been accepted as is);
+        ``base_accept_*`` the same for the foundation model's mask; ``auxol_changed_fraction``
+        / ``base_changed_fraction``: the mean share of the object the correction changed.
+        None before the first correction (or for rows written before these columns existed).
+        """
+        with self._lock:
+            rows = list(self.corrections)
+        summary: dict[str, float | None] = {}
+        for shown, column in (("auxol", "shown"), ("base", "base")):
+            dices = [float(row[f"{column}_dice"]) for row in rows if row.get(f"{column}_dice") not in (None, "")]
+            for level in ACCEPT_LEVELS:
+                summary[f"{shown}_accept_{round(100 * level)}"] = float(np.mean([d >= level for d in dices])) if dices else None
+            fractions = [float(row[f"{column}_changed_fraction"]) for row in rows if row.get(f"{column}_changed_fraction") not in (None, "")]
+            summary[f"{shown}_changed_fraction"] = float(np.mean(fractions)) if fractions else None
+        return summary
 
     def append_correction(self, record: dict[str, Any]) -> None:
         """Add one row to ``corrections.csv`` (the whole file is rewritten atomically)."""
