@@ -109,14 +109,27 @@ def _check_resume_settings(out: Path, settings: StreamSettings) -> None:
         raise ConfigError(f"--resume: options differ from {saved_path} ({', '.join(changed)}); use the same options or a new --out")
 
 
-class StreamRunner:
-    """Runs :func:`stream_part` over every part of a dataset and keeps ``out`` up to date (see the module docstring)."""
+class Runner:
+    """What every stream runner (images here, volumes in :mod:`auxol.stream.volumes`) holds, and how its run starts."""
 
     def __init__(self, model: PromptableModel, settings: StreamSettings, out: str | Path, console: Console | None = None) -> None:
         self.model = model
         self.settings = settings
         self.out = Path(out)
         self.console = console or Console()
+
+    def start(self, resume: bool) -> None:
+        """Write ``out/config.json``; when ``resume``, first check that it holds the current settings (else ConfigError)."""
+        if resume:
+            _check_resume_settings(self.out, self.settings)
+        write_json(self.out / "config.json", self.settings.to_dict())
+
+
+class StreamRunner(Runner):
+    """Runs :func:`stream_part` over every part of a dataset and keeps ``out`` up to date (see the module docstring)."""
+
+    def __init__(self, model: PromptableModel, settings: StreamSettings, out: str | Path, console: Console | None = None) -> None:
+        super().__init__(model, settings, out, console)
         self.results: dict[str, PartResult] = {}
 
     def run(self, resume: bool = False) -> StreamSummary:
@@ -127,9 +140,7 @@ class StreamRunner:
             ConfigError: ``resume`` with options other than those in ``out/config.json``.
         """
         listings = load_dataset(self.settings.data)
-        if resume:
-            _check_resume_settings(self.out, self.settings)
-        write_json(self.out / "config.json", self.settings.to_dict())
+        self.start(resume)
         with progress(self.console) as bar:
             task = bar.add_task("stream", total=sum(len(listing.pairs) for listing in listings), status="")
             listed = 0

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal, get_args
 
@@ -48,10 +48,12 @@ from auxol.errors import ConfigError, DataError
 from auxol.evaluate.metrics import dice, hausdorff
 from auxol.progress import progress, warn
 from auxol.stream.clinician import StreamOptions, is_rectified, rectified_mask
+from auxol.stream.runner import Runner
+from auxol.stream.settings import StreamSettings
 from auxol.evaluate.volume_metrics import dice_3d, hd95_mm
 from auxol.io import write_csv, write_json
 from auxol.models import PromptableModel
-from auxol.online import AuxOL, AuxOLConfig
+from auxol.online import AuxOL
 from auxol.propagation import neighbour_prompts, propagate
 from auxol.prompts import Prompt
 
@@ -63,21 +65,15 @@ ACCEPT_DICE = 0.9
 
 
 @dataclass(frozen=True)
-class VolumeStreamSettings:
-    """Everything a volume stream depends on; written to ``config.json``.
+class VolumeStreamSettings(StreamSettings):
+    """A stream run's settings (:class:`~auxol.stream.settings.StreamSettings`) plus what volumes add; written to ``config.json``.
 
     ``prompt``: ``"box"`` or ``"propagate"`` (the module notes); ``stream``: the 2-D
     stream's clinician options, applied per slice; ``label``: the structure's id in the
-    label maps (None: all labels merged); ``window``: the intensity window (None:
-    :func:`auxol.data.volumes.default_window`).
+    label maps (None: all labels merged); ``label_name``: the name it was picked by;
+    ``window``: the intensity window (None: :func:`auxol.data.volumes.default_window`).
     """
 
-    data: str
-    model: str
-    checkpoint: str | None
-    preset: str
-    auxol: AuxOLConfig
-    stream: StreamOptions = field(default_factory=StreamOptions)
     prompt: VolumePrompt = "propagate"
     label: int | None = None
     label_name: str | None = None
@@ -86,9 +82,6 @@ class VolumeStreamSettings:
     def __post_init__(self) -> None:
         if self.prompt not in get_args(VolumePrompt):
             raise ConfigError(f"--prompt must be box or propagate for volumes, got {self.prompt!r}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "auxol": self.auxol.to_dict()}
 
 
 @dataclass
@@ -140,14 +133,13 @@ def visit_order(truth: np.ndarray, prompt: VolumePrompt, options: StreamOptions,
             yield index, prompts
 
 
-class VolumeStreamRunner:
+class VolumeStreamRunner(Runner):
     """Streams the slices of every volume of every volume part of ``settings.data`` (see the module docstring)."""
 
+    settings: VolumeStreamSettings
+
     def __init__(self, model: PromptableModel, settings: VolumeStreamSettings, out: str | Path, console: Console | None = None) -> None:
-        self.model = model
-        self.settings = settings
-        self.out = Path(out)
-        self.console = console or Console()
+        super().__init__(model, settings, out, console)
         self.slices: list[SliceRecord] = []
         self.volumes: list[dict[str, Any]] = []
         self.skipped: list[str] = []
@@ -157,7 +149,7 @@ class VolumeStreamRunner:
         parts = volume_parts(self.settings.data)
         if not parts:
             raise DataError(f"{self.settings.data}: no volumes (images/ with NIfTI files or DICOM series folders)")
-        write_json(self.out / "config.json", self.settings.to_dict())
+        self.start(resume=False)
         listed = [(name, find_volume_pairs(root / "images", root / "masks")) for name, root in parts]
         with progress(self.console) as bar:
             task = bar.add_task("stream", total=None, status="")
