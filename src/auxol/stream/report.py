@@ -34,14 +34,14 @@ from rich import box
 from rich.table import Table
 
 from auxol.data import Pair, load_pair, read_image, read_mask
-from auxol.evaluate.metrics import ACCEPT_LEVELS
+from auxol.evaluate.metrics import ACCEPT_LEVELS, correction_effort
 from auxol.evaluate.outputs import PREDICTION_COLOUR, TRUTH_COLOUR, mask_path, overlay
 from auxol.io import atomic_open, write_csv, write_json
 from auxol.stream.loop import ImageRecord
 
 MEAN_FIELDS = (
     "base_dice", "base_hd95", "boxcut_dice", "fm_dice", "auxol_dice", "auxol_hd95", "base_dice_smooth1", "auxol_dice_smooth1",
-    "base_changed_fraction", "auxol_changed_fraction", "base_changed_px", "auxol_changed_px",
+    "base_changed_px", "auxol_changed_px",
     "base_seconds", "predict_seconds", "learn_seconds",
 )
 PANELS_PER_END = 3
@@ -107,13 +107,16 @@ class PartSummary:
         if not records:
             return cls(0, skipped)
         means = {key: float(np.mean([getattr(record, key) for record in records])) for key in MEAN_FIELDS}
-        accepted = {
-            f"{shown}_accept_{round(100 * level)}": float(np.mean([getattr(r, f"{shown}_correction_dice") >= level for r in records]))
-            for shown in ("base", "auxol") for level in ACCEPT_LEVELS
+        effort = {
+            key: value
+            for shown in ("base", "auxol")
+            for key, value in correction_effort(
+                shown, [getattr(r, f"{shown}_correction_dice") for r in records], [getattr(r, f"{shown}_changed_fraction") for r in records]
+            ).items()
         }
         return cls(
-            len(records), skipped, **means, gain=means["auxol_dice"] - means["base_dice"],
-            fraction_rectified=float(np.mean([record.rectified for record in records])), **accepted,
+            len(records), skipped, **means, **effort, gain=means["auxol_dice"] - means["base_dice"],
+            fraction_rectified=float(np.mean([record.rectified for record in records])),
         )
 
     def to_dict(self) -> dict[str, Any]:
