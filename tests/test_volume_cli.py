@@ -21,6 +21,8 @@ def _ball_ct(shape=(11, 96, 96), centre=(5, 46, 50), radii=(3.5, 30, 30)):
 class BrightInBox:
     """A stand-in for a promptable model: the bright pixels (> 100) inside each box, else the box's central half."""
 
+    runtime = "torch"
+
     def embed(self, image):
         return image[..., 0]
 

@@ -72,7 +72,8 @@ def test_volume_stream_writes_label_volumes_that_overlay_the_labels(tmp_path, pr
     assert summary["overall"]["slices_rectified"] == len(slices)
     assert summary["overall"]["volumes"] == 2 and 0.85 < summary["overall"]["base_dice_3d"] <= 1
     assert summary["overall"]["seconds_per_slice"]["total"] > 0
-    assert json.loads((out / "config.json").read_text())["prompt"] == prompt
+    config = json.loads((out / "config.json").read_text())
+    assert config["prompt"] == prompt and config["runtime"] == summary["runtime"] == "torch"
 
 
 def test_a_volume_without_the_structure_is_skipped_with_its_reason(tmp_path):

@@ -14,7 +14,8 @@ Written into the run's folder ``out``:
   (fraction of images whose shown mask has Dice >= 0.90 / 0.95 with the corrected mask:
   accepted as is), ``base_changed_fraction``, ``auxol_changed_fraction`` (mean over
   images of |shown XOR corrected| / |corrected|) and ``base_changed_px``,
-  ``auxol_changed_px`` (the same in pixels); plus the skip reasons;
+  ``auxol_changed_px`` (the same in pixels); plus the skip reasons and ``runtime`` (what
+  ran the frozen model: ``torch``, ``openvino`` or ``onnx``);
 - ``plots/<part>/`` (part ``"."``: ``plots/``): ``running_dice.png``, ``gain.png``,
   ``alpha.png``, ``effort.png`` (images accepted as is so far, and the share of each
   object the correction changes, base vs AuxOL, along the stream), and panels (image, base, auxiliary, fused, truth) of the most improved
@@ -126,33 +127,38 @@ class PartSummary:
 
 @dataclass(frozen=True)
 class StreamSummary:
-    """What ``summary.json`` holds: per part, ``overall`` (all images pooled), and the skip reasons."""
+    """What ``summary.json`` holds: per part, ``overall`` (all images pooled), the skip reasons, and the runtime.
+
+    ``runtime``: what ran the frozen model (``torch``, ``openvino``, ``onnx``), as in ``config.json``.
+    """
 
     parts: dict[str, PartSummary]
     overall: PartSummary
     skipped: list[str]
+    runtime: str
 
     def to_dict(self) -> dict[str, Any]:
         parts = {name: part.to_dict() for name, part in self.parts.items()}
-        return {"parts": parts, "overall": self.overall.to_dict(), "skipped": self.skipped}
+        return {"parts": parts, "overall": self.overall.to_dict(), "skipped": self.skipped, "runtime": self.runtime}
 
 
-def summarize(records: list[ImageRecord], skipped: Mapping[str, list[str]]) -> StreamSummary:
+def summarize(records: list[ImageRecord], skipped: Mapping[str, list[str]], runtime: str) -> StreamSummary:
     """Per-part and overall means of ``records`` (see the module docstring); ``skipped`` maps each part to its skip reasons."""
     return StreamSummary(
         parts={part: PartSummary.of([r for r in records if r.part == part], len(reasons)) for part, reasons in skipped.items()},
         overall=PartSummary.of(records, sum(len(reasons) for reasons in skipped.values())),
         skipped=[reason for reasons in skipped.values() for reason in reasons],
+        runtime=runtime,
     )
 
 
 def write_results(
-    out: Path, records: list[ImageRecord], alpha_rows: list[AlphaRow], skipped: Mapping[str, list[str]]
+    out: Path, records: list[ImageRecord], alpha_rows: list[AlphaRow], skipped: Mapping[str, list[str]], runtime: str
 ) -> StreamSummary:
-    """Write ``results.csv``, ``alphas.csv`` and ``summary.json`` into ``out``; return the summary."""
+    """Write ``results.csv``, ``alphas.csv`` and ``summary.json`` into ``out``; return the summary (``runtime``: see :class:`StreamSummary`)."""
     write_csv(out / "results.csv", [asdict(record) for record in records])
     write_csv(out / "alphas.csv", [asdict(row) for row in alpha_rows], fieldnames=ALPHA_COLUMNS)
-    summary = summarize(records, skipped)
+    summary = summarize(records, skipped, runtime)
     write_json(out / "summary.json", summary.to_dict())
     return summary
 

@@ -98,12 +98,12 @@ class PartResult:
     skipped: list[str] = field(default_factory=list)
 
 
-def _check_resume_settings(out: Path, settings: StreamSettings) -> None:
+def _check_resume_config(out: Path, config: dict[str, Any]) -> None:
     saved_path = out / "config.json"
     if not saved_path.is_file():
         return
     saved = json.loads(saved_path.read_text(encoding="utf-8"))
-    current = json.loads(json.dumps(settings.to_dict()))
+    current = json.loads(json.dumps(config))
     changed = sorted(key for key in current.keys() | saved.keys() if current.get(key) != saved.get(key))
     if changed:
         raise ConfigError(f"--resume: options differ from {saved_path} ({', '.join(changed)}); use the same options or a new --out")
@@ -118,11 +118,16 @@ class Runner:
         self.out = Path(out)
         self.console = console or Console()
 
+    def config(self) -> dict[str, Any]:
+        """What ``config.json`` holds: the settings, and ``runtime``: what ran the frozen model (``torch``, ``openvino``, ``onnx``)."""
+        return {**self.settings.to_dict(), "runtime": self.model.runtime}
+
     def start(self, resume: bool) -> None:
-        """Write ``out/config.json``; when ``resume``, first check that it holds the current settings (else ConfigError)."""
+        """Write ``out/config.json``; when ``resume``, first check that it holds the current config (else ConfigError)."""
+        config = self.config()
         if resume:
-            _check_resume_settings(self.out, self.settings)
-        write_json(self.out / "config.json", self.settings.to_dict())
+            _check_resume_config(self.out, config)
+        write_json(self.out / "config.json", config)
 
 
 class StreamRunner(Runner):
@@ -207,7 +212,7 @@ class StreamRunner(Runner):
 
     def _write_results(self) -> StreamSummary:
         skipped = {part: result.skipped for part, result in self.results.items()}
-        return report.write_results(self.out, self._records(), self._alpha_rows(), skipped)
+        return report.write_results(self.out, self._records(), self._alpha_rows(), skipped, self.model.runtime)
 
     def _status(self) -> str:
         records = self._records()

@@ -262,6 +262,7 @@ class VolumeStreamRunner(Runner):
             "overall": _summarize(self.volumes, self.slices),
             "accept_dice": ACCEPT_DICE,
             "skipped": self.skipped,
+            "runtime": self.model.runtime,
         }
         write_json(self.out / "summary.json", summary)
         return summary
