@@ -185,7 +185,8 @@ def summary_table(summary: StreamSummary, title: str = "auxol stream") -> Table:
     return table
 
 
-def _save(figure: Figure, path: Path) -> None:
+def save_figure(figure: Figure, path: Path) -> None:
+    """Write ``figure`` to ``path`` as a PNG at 100 dpi, atomically."""
     with atomic_open(path, "wb") as handle:
         figure.savefig(handle, format="png", dpi=100)
 
@@ -286,7 +287,7 @@ def _write_panels(out: Path, part: str, rows: list[ImageRecord], pairs: Mapping[
         base = read_mask(mask_path(out / "base", part, stem))
         fused = read_mask(mask_path(out / "auxol", part, stem))
         aux = read_image(mask_path(out / "aux", part, stem))[:, :, 0] / 255.0
-        _save(_panel_figure(image, base, aux, fused, truth, row), mask_path(out / "plots", part, f"{kind}_{rank}_{stem}"))
+        save_figure(_panel_figure(image, base, aux, fused, truth, row), mask_path(out / "plots", part, f"{kind}_{rank}_{stem}"))
 
 
 def write_plots(
@@ -300,8 +301,8 @@ def write_plots(
     for part in dict.fromkeys(record.part for record in records):
         part_rows = [record for record in records if record.part == part]
         part_alphas = [row for row in alpha_rows if row.part == part]
-        _save(_running_dice_figure(part_rows), mask_path(out / "plots", part, "running_dice"))
-        _save(_gain_figure(part_rows), mask_path(out / "plots", part, "gain"))
-        _save(_alpha_figure(part_rows, part_alphas), mask_path(out / "plots", part, "alpha"))
-        _save(_effort_figure(part_rows), mask_path(out / "plots", part, "effort"))
+        save_figure(_running_dice_figure(part_rows), mask_path(out / "plots", part, "running_dice"))
+        save_figure(_gain_figure(part_rows), mask_path(out / "plots", part, "gain"))
+        save_figure(_alpha_figure(part_rows, part_alphas), mask_path(out / "plots", part, "alpha"))
+        save_figure(_effort_figure(part_rows), mask_path(out / "plots", part, "effort"))
         _write_panels(out, part, part_rows, pairs)

@@ -18,7 +18,7 @@ and writes, in ``out``:
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,9 +47,9 @@ class PartCheckpoint:
     """
 
     def __init__(self, out: Path, part: str) -> None:
-        folder = out / "session" if part == "." else out / "session" / part
-        self.learner_path = folder / "learner.pt"
-        self.state_path = folder / "stream.json"
+        self.folder = out / "session" if part == "." else out / "session" / part
+        self.learner_path = self.folder / "learner.pt"
+        self.state_path = self.folder / "stream.json"
 
     def exists(self) -> bool:
         return self.state_path.is_file()
@@ -74,8 +74,13 @@ class PartCheckpoint:
             )
         return learner
 
-    def save(self, learner: AuxOL, rng: np.random.Generator, records: list[ImageRecord], done: bool) -> None:
-        """Save the learner, then the stream state (the state names what the learner has seen)."""
+    def save(self, learner: AuxOL, rng: np.random.Generator, records: list, done: bool, extra: Mapping[str, Any] | None = None) -> None:
+        """Save the learner, then the stream state (the state names what the learner has seen).
+
+        ``records``: the part's records so far (dataclasses: the 2-D stream's
+        :class:`ImageRecord`, the volume stream's slice records); ``extra``: more keys
+        for ``stream.json`` (the volume stream's own progress).
+        """
         learner.save(self.learner_path)
         write_json(
             self.state_path,
@@ -85,6 +90,7 @@ class PartCheckpoint:
                 "rng": rng.bit_generator.state,
                 "records": [asdict(record) for record in records],
                 "alpha_log": [asdict(entry) for entry in learner.alpha_log],
+                **(extra or {}),
             },
         )
 
