@@ -54,6 +54,35 @@ def test_propagation_through_a_volume_ends_where_the_tissue_ends(tmp_path):
     assert 2 * np.count_nonzero(mask & truth) / (mask.sum() + truth.sum()) > 0.95
 
 
+def test_predict_propagates_each_repeated_box_slice_and_unites_the_masks(tmp_path, monkeypatch, capsys):
+    import nibabel
+
+    from auxol.commands import predict as predict_command
+
+    monkeypatch.setattr(predict_command, "load_model", lambda *args: BrightInBox())
+    (first, first_ball), (second, second_ball) = (_ball_ct(centre=centre, radii=(2.5, 12, 12)) for centre in ((3, 25, 25), (7, 70, 70)))
+    ct, balls = np.maximum(first, second), (first_ball, second_ball)  # two objects, on slices 1-5 and 5-9
+    affine = np.array([[-0.8, 0, 0, 30], [0, 0.8, 0, -40], [0, 0, 2.5, 10], [0, 0, 0, 1]])
+    write_nifti(tmp_path / "two.nii.gz", ct[:, ::-1].transpose(2, 1, 0).astype(np.float32), affine)
+
+    def predicted(out, *seeds):
+        assert run_cli(monkeypatch, "predict", tmp_path / "two.nii.gz", "--out", out, *seeds) == 0
+        return np.asarray(nibabel.load(out / "two.nii.gz").dataobj).transpose(2, 1, 0)[:, ::-1] > 0
+
+    def overlap(mask, ball):
+        return 2 * np.count_nonzero(mask & ball) / (mask.sum() + ball.sum())
+
+    one = predicted(tmp_path / "one", "--box-slice", "3", "10,10,40,40")
+    assert overlap(one, balls[0]) > 0.85 and not (one & balls[1]).any()
+    both = predicted(tmp_path / "both", "--box-slice", "3", "10,10,40,40", "--box-slice", "7", "55,55,85,85")
+    assert overlap(both & balls[0], balls[0]) > 0.85 and overlap(both & balls[1], balls[1]) > 0.85
+    assert overlap(both, balls[0] | balls[1]) > 0.85
+    capsys.readouterr()
+    assert run_cli(monkeypatch, "predict", tmp_path / "two.nii.gz", "--out", tmp_path / "bad", "--box-slice", "3", "10,10,40,40", "--box-slice", "7") == 2
+    assert "--box-slice 7: expected two values, K x1,y1,x2,y2" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
+
+
 @pytest.mark.slow
 def test_predict_tracks_a_ball_through_a_dicom_series_and_writes_nifti_and_seg(tmp_path, monkeypatch):
     import highdicom
