@@ -45,7 +45,7 @@ import numpy as np
 from fastapi import APIRouter, File, Form, Request, Response, UploadFile
 from fastapi.responses import FileResponse, HTMLResponse
 
-from auxol.data.volumes import parse_window, volume_stem
+from auxol.data.volumes import parse_window
 from auxol.errors import DataError, PromptError
 from auxol.evaluate.metrics import dice
 from auxol.online import Prediction
@@ -259,7 +259,7 @@ def api_router(sessions: Sessions, limits: Limits) -> APIRouter:
         volumes = SessionVolumes(pick(request))
         record = volumes.get(volume_id)
         path = volumes.write_labels(record)
-        return FileResponse(path, media_type="application/gzip", filename=f"{volume_stem(record.name.removesuffix('.zip'))}_labels.nii.gz")
+        return FileResponse(path, media_type="application/gzip", filename=record.labels_name)
 
     @router.get("/api/status")
     def status(request: Request) -> dict[str, Any]:

@@ -92,8 +92,8 @@ def _check_nifti_header(path: Path, name: str, limits: Limits) -> None:
         shape = nibabel.load(path).shape  # reads the header only
     except Exception as error:  # nibabel raises many types for corrupt files
         raise DataError(f"{name}: cannot read NIfTI volume ({type(error).__name__})") from None
-    dims = [*shape, 1, 1, 1]
-    limits.check_volume(math.prod(dims[2:len(shape)]) if len(shape) > 2 else 1, dims[1], dims[0], name)  # file axes
+    columns, rows = (*shape, 1, 1)[:2]  # the file's own first two axes, whatever they are in patient space
+    limits.check_volume(math.prod(shape[2:]), rows, columns, name)
 
 
 def _check_directory(handle: BinaryIO, name: str) -> None:

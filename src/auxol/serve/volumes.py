@@ -33,7 +33,7 @@ from typing import Any, Literal
 import numpy as np
 
 from auxol.data import read_mask
-from auxol.data.volumes import Volume, default_window, slice_rgb, to_uint8, write_nifti
+from auxol.data.volumes import Volume, default_window, slice_rgb, to_uint8, volume_stem, write_nifti
 from auxol.errors import DataError
 from auxol.io import read_json_object, write_json, write_mask_png
 from auxol.online import Prediction
@@ -107,6 +107,12 @@ class VolumeRecord:
     def grid(self) -> Volume:
         """A :class:`Volume` of this grid without its voxels (all zero, no memory): what :func:`write_nifti` needs."""
         return Volume(np.broadcast_to(np.float32(0), self.shape), self.affine, Path(self.name), self.modality, self.file_affine, self.to_file)
+
+    @property
+    def labels_name(self) -> str:
+        """File name of the downloaded label volume: ``<upload name without .nii/.nii.gz/.zip>_labels.nii.gz``."""
+        stem = volume_stem(self.name)
+        return f"{stem[:-4] if stem.lower().endswith('.zip') else stem}_labels.nii.gz"
 
     def image_id(self, index: int) -> str:
         """The image id of slice ``index``; DataError for an index outside the volume."""
