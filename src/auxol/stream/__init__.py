@@ -6,6 +6,7 @@
 - :mod:`~auxol.stream.settings`: what a run depends on, and how its options resolve;
 - :mod:`~auxol.stream.runner`: every part of a dataset, the outputs, and ``--resume``;
 - :mod:`~auxol.stream.report`: ``results.csv``, ``alphas.csv``, ``summary.json``, plots.
+- :mod:`~auxol.stream.volumes`: the same stream over the slices of volumes (its own outputs, plots, ``--resume``).
 """
 
 from auxol.stream.clinician import StreamOptions
