@@ -80,6 +80,8 @@ def test_predict_propagates_each_repeated_box_slice_and_unites_the_masks(tmp_pat
     capsys.readouterr()
     assert run_cli(monkeypatch, "predict", tmp_path / "two.nii.gz", "--out", tmp_path / "bad", "--box-slice", "3", "10,10,40,40", "--box-slice", "7") == 2
     assert "--box-slice 7: expected two values, K x1,y1,x2,y2" in capsys.readouterr().err
+    assert run_cli(monkeypatch, "predict", tmp_path / "two.nii.gz", "--box-slice", "7", "--out", tmp_path / "bad") == 2
+    assert "--box-slice 7: expected two values, K x1,y1,x2,y2" in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()
 
 

@@ -97,7 +97,7 @@ class PredictCommand(TyperCommand):
         while rest:
             arg = rest.pop(0)
             joined.append(arg)
-            if arg == "--box-slice" and len(rest) >= 2 and not rest[0].startswith("-"):
+            if arg == "--box-slice" and len(rest) >= 2 and not rest[0].startswith("-") and not rest[1].startswith("--"):
                 joined.append(f"{rest.pop(0)} {rest.pop(0)}")
         return super().parse_args(ctx, joined)
 
