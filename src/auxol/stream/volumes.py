@@ -45,6 +45,7 @@ from typing import Any, Literal, get_args
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 from rich.console import Console
 from rich.table import Table
 
@@ -406,6 +407,7 @@ def _volume_dice_figure(volume: dict[str, Any], records: list[SliceRecord]) -> F
         xlabel="slice index", ylabel="Dice with the truth", xlim=(-0.5, volume["slices"] - 0.5), ylim=(-0.02, 1.02),
         title=f"{volume['volume']}: Dice per slice ({len(rectified)} of {len(rows)} visited slices rectified)",
     )
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     figure.legend(loc="outside lower center", fontsize=8, ncols=5)
     return figure
 
