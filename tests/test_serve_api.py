@@ -64,7 +64,7 @@ def test_bad_requests_answer_4xx_with_a_message(tmp_path):
             (client.post("/api/predict", data={"prompts": PROMPTS}), 400, "give either an image file"),
             (predict(client, image_id="0123456789abcdef"), 404, "unknown image id '0123456789abcdef'"),
             (predict(client, image_id="../config"), 404, "unknown image id '../config'"),
-            (client.post("/api/predict", data={"image_id": key}), 422, "prompts: Field required"),
+            (client.post("/api/predict", data={"image_id": key}), 400, "give prompts (JSON like"),
             (learn(client, key, truth[:80, :100]), 400, f"corrected mask is 100x80 pixels but image {key} is 200x160"),
             (learn(client, key, np.zeros_like(truth)), 400, "is empty: nothing to learn"),
             (client.post("/api/learn", data={"image_id": key}, files={"mask": ("fix.png", b"")}), 400, "fix.png: cannot read image"),

@@ -15,14 +15,13 @@ from __future__ import annotations
 import json
 import random
 import threading
-import time
 from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
 
-from test_serve_support import Server, png
+from test_serve_support import Server, png, wait_learned
 
 
 def disk(index: int) -> tuple[np.ndarray, np.ndarray, list[int]]:
@@ -85,15 +84,6 @@ def correct_stream(server: Server, count: int, kills: int, seed: int) -> dict:
             masks.append((reply.json()["mask"], reply.json()["alpha"]))
     server.stop()
     return {"acknowledged": acknowledged, "status": status, "masks": masks}
-
-
-def wait_learned(client: httpx.Client, timeout_s: float = 60) -> dict:
-    """The status once the learning queue is empty."""
-    deadline = time.monotonic() + timeout_s
-    while (status := client.get("/api/status").json())["learning_queue"]:
-        assert time.monotonic() < deadline, status
-        time.sleep(0.02)
-    return status
 
 
 def check_kill_cycles(tmp_path: Path, count: int, kills: int) -> None:

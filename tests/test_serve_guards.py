@@ -21,6 +21,7 @@ import pytest
 from auxol.serve.rle import encode, mask_to_rle
 from conftest import disk_image
 from test_serve_support import Server, client_for, open_sessions, png
+from volume_files import nifti_announcing, zip_of
 
 CONFIG = """<View><Image name="image" value="$image"/>
   <BrushLabels name="tag" toName="image"><Label value="Lesion"/></BrushLabels></View>"""
@@ -103,9 +104,9 @@ def test_a_battery_of_bad_requests(tmp_path, listener):
                     yield b"x" * 2**20
 
             cases = {
-                "junk body": (client.post("/api/predict", content=b"\x00\xffjunk", headers={"content-type": "text/plain"}), 422),
+                "junk body": (client.post("/api/predict", content=b"\x00\xffjunk", headers={"content-type": "text/plain"}), 400),
                 "junk multipart": (client.post("/api/predict", content=b"--x\r\njunk", headers={"content-type": "multipart/form-data; boundary=x"}), (400, 422)),
-                "no prompts field": (client.post("/api/predict", data={"image_id": key}), 422),
+                "no prompts field": (client.post("/api/predict", data={"image_id": key}), 400),
                 "prompts not JSON": (predict("{"), 400),
                 "prompts not a list": (predict('{"box": [1, 2, 3, 4]}'), 400),
                 "a point of one number": (predict('[{"points": [[5]]}]'), 400),
@@ -142,6 +143,10 @@ def test_a_battery_of_bad_requests(tmp_path, listener):
                 "webhook 10^10 pixel brush": (client.post("/webhook", json=webhook(allowed, brush(100_000, 100_000, huge_rle))), 413),
                 "webhook RLE of junk": (client.post("/webhook", json=webhook(allowed, brush(4, 4, [[1], "x"]))), 400),
                 "webhook without a brush": (client.post("/webhook", json=webhook(allowed)), 400),
+                "zip of 64 MiB of zeros": (client.post("/api/volumes", files={"volume": ("bomb.zip", zip_of({"a.dcm": bytes(64 * 2**20)}))}), 413),
+                "zip climbing out": (client.post("/api/volumes", files={"volume": ("up.zip", zip_of({"../../x.dcm": b"x"}))}), 400),
+                "NIfTI announcing 2.7e13 voxels": (client.post("/api/volumes", files={"volume": ("huge.nii", nifti_announcing(tmp_path / "s.nii", (30000,) * 3))}), 413),
+                "unknown volume id": (client.get("/api/volumes/0123456789abcdef/labels.nii.gz"), 404),
                 "unknown route": (client.get("/api/nothing"), 404),
                 "wrong method": (client.get("/api/predict"), 405),
             }

@@ -14,9 +14,11 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import cv2
+import httpx
 import numpy as np
 import torch
 from fastapi.testclient import TestClient
@@ -94,6 +96,15 @@ def decode_png(text: str) -> np.ndarray:
 def ellipse_mask(size: tuple[int, int], box: tuple[int, int, int, int]) -> np.ndarray:
     """What EllipseModel answers to ``box`` on an image of ``size`` (H, W), as a bool mask."""
     return EllipseModel._logits(Prompt.from_box(box), size) > 0
+
+
+def wait_learned(client: httpx.Client, timeout_s: float = 60) -> dict:
+    """The status once the learning queue is empty."""
+    deadline = time.monotonic() + timeout_s
+    while (status := client.get("/api/status").json())["learning_queue"]:
+        assert time.monotonic() < deadline, status
+        time.sleep(0.02)
+    return status
 
 
 class Server:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -73,3 +75,19 @@ def sphere(shape: tuple[int, int, int], centre: tuple[float, float, float], radi
     """bool (slices, rows, columns) ball of ``radius`` voxels around ``centre`` (slice, row, column)."""
     zz, yy, xx = np.indices(shape)
     return (zz - centre[0]) ** 2 + (yy - centre[1]) ** 2 + (xx - centre[2]) ** 2 <= radius**2
+
+
+def zip_of(members: dict[str, bytes]) -> bytes:
+    """A zip (deflated) of ``members``: name in the archive -> content, names taken as given (even ``../x``)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in members.items():
+            archive.writestr(zipfile.ZipInfo(name), data, zipfile.ZIP_DEFLATED)
+    return buffer.getvalue()
+
+
+def nifti_announcing(path: Path, shape: tuple[int, int, int]) -> bytes:
+    """The bytes of a small .nii at ``path`` whose header announces ``shape`` (its voxels are not there)."""
+    data = bytearray(write_nifti(path, np.zeros((4, 4, 4), np.int16), np.eye(4)).read_bytes())
+    data[40:56] = np.array([3, *shape, 1, 1, 1, 1], "<i2").tobytes()  # the header's dim field
+    return bytes(data)

@@ -77,12 +77,6 @@ def resolve_structure(label: str | None, label_names: Path | None, *folders: Pat
 
 def parse_window(text: str | None) -> tuple[float, float] | None:
     """``--window LOW,HIGH`` as floats (None stays None); ConfigError for anything else."""
-    if text is None:
-        return None
-    try:
-        low, high = (float(value) for value in text.split(","))
-    except ValueError:
-        raise ConfigError(f"--window: expected LOW,HIGH, got {text!r}") from None
-    if high <= low:
-        raise ConfigError(f"--window: HIGH must exceed LOW, got {text!r}")
-    return low, high
+    from auxol.data.volumes import parse_window as parse
+
+    return parse(text, "--window")

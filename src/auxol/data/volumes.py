@@ -234,6 +234,19 @@ def default_window(volume: Volume) -> tuple[float, float] | None:
     return None
 
 
+def parse_window(text: str | None, option: str = "--window") -> tuple[float, float] | None:
+    """A window ``LOW,HIGH`` (finite numbers, HIGH > LOW) as floats; None stays None; ConfigError naming ``option`` otherwise."""
+    if text is None:
+        return None
+    try:
+        low, high = (float(value) for value in text.split(","))
+    except ValueError:
+        raise ConfigError(f"{option}: expected LOW,HIGH, got {text!r}") from None
+    if not (np.isfinite(low) and np.isfinite(high) and high > low):
+        raise ConfigError(f"{option}: expected finite LOW,HIGH with HIGH above LOW, got {text!r}")
+    return low, high
+
+
 def to_uint8(volume: np.ndarray, window: tuple[float, float] | None = None, percentiles: tuple[float, float] = (0.5, 99.5)) -> np.ndarray:
     """Intensities of ``volume`` clipped to ``window`` (or its ``percentiles``) and scaled to uint8 0..255."""
     low, high = window if window is not None else np.percentile(volume, percentiles)

@@ -16,7 +16,9 @@ result regions), ``rle`` (Label Studio's brush RLE), ``sources`` (where a task's
 may come from), ``sessions`` (the named sessions), ``session`` (prediction and durable
 learning), ``journal`` (corrections on disk), ``settings`` (new vs resumed session),
 ``store`` (the folder), ``cache`` (images in memory), ``encoding`` (uploaded bytes, PNG
-masks, image ids). The command is :mod:`auxol.commands.serve`.
+images and masks, image ids), ``volume_upload`` (an uploaded NIfTI or zipped DICOM series,
+within bounds), ``volumes`` (a session's volumes: each slice an image, propagation, the
+label volume). The command is :mod:`auxol.commands.serve`.
 """
 
 from auxol.serve.app import create_app

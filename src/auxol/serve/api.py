@@ -3,19 +3,36 @@
 Every route but the health check takes an optional ``session`` (a form field or a query
 parameter; default ``default``, see :mod:`auxol.serve.sessions`).
 
-=======================  ==============================================================
-``POST /api/predict``    multipart form: ``image`` (a file) or ``image_id`` (an image
-                         received before), and ``prompts`` (JSON, see
-                         :func:`parse_prompts`) -> the mask shown, as a base64 PNG
-``POST /api/learn``      multipart form: ``image_id`` and ``mask`` (the corrected mask,
-                         a PNG at the image's size, 0/255 or 0/1) -> 202 once it is
-                         journaled on disk, learning queued; 200 ``already journaled``
-                         for the same mask sent again
-``GET /api/status``      the session's counters (:meth:`ServeSession.status`)
-``GET /api/sessions``    ``{"sessions": [{"name": ..., counters}, ...]}``
-``GET /api/health``      ``{"status": "ok"}``
-``GET /``                the browser page (``static/index.html``)
-=======================  ==============================================================
+=========================================  ==============================================
+``POST /api/predict``                      multipart form: ``image`` (a file), ``image_id``
+                                           (an image received before) or ``volume_id``
+                                           and ``slice`` (a slice of a volume), and
+                                           ``prompts`` (JSON, see :func:`parse_prompts`)
+                                           or, for a slice, ``propagate`` (``previous``
+                                           or ``next``: the boxes of that neighbour's
+                                           accepted mask) -> the mask shown, as a base64 PNG
+``POST /api/learn``                        multipart form: ``image_id`` (or ``volume_id``
+                                           and ``slice``) and ``mask`` (the corrected
+                                           mask, a PNG at the image's size, 0/255 or
+                                           0/1) -> 202 once it is journaled on disk,
+                                           learning queued; 200 ``already journaled``
+                                           for the same mask sent again
+``POST /api/volumes``                      multipart form: ``volume`` (a ``.nii``,
+                                           ``.nii.gz`` or a ``.zip`` of one DICOM
+                                           series), optional ``window`` (``LOW,HIGH``)
+                                           -> 201 the volume's id and size (200 if it was
+                                           uploaded before)
+``GET /api/volumes``                       ``{"volumes": [summary, ...]}`` of the session
+``GET /api/volumes/{id}``                  its summary and each slice's state and image id
+``GET /api/volumes/{id}/slices/{k}``       slice k as a base64 PNG, with its accepted mask
+``GET /api/volumes/{id}/labels.nii.gz``    the label volume (uint8 0/1, the input's grid)
+``GET /api/status``                        the session's counters (:meth:`ServeSession.status`)
+``GET /api/sessions``                      ``{"sessions": [{"name": ..., counters}, ...]}``
+``GET /api/health``                        ``{"status": "ok"}``
+``GET /``                                  the browser page (``static/index.html``)
+=========================================  ==============================================
+
+Volumes are :mod:`auxol.serve.volumes` (each slice an image of the session).
 """
 
 from __future__ import annotations
@@ -26,18 +43,23 @@ from typing import Annotated, Any
 
 import numpy as np
 from fastapi import APIRouter, File, Form, Request, Response, UploadFile
-from fastapi.responses import HTMLResponse
+from fastapi.responses import FileResponse, HTMLResponse
 
+from auxol.data.volumes import parse_window
 from auxol.errors import DataError, PromptError
 from auxol.evaluate.metrics import dice
 from auxol.online import Prediction
 from auxol.prompts import Prompt
-from auxol.serve.encoding import decode_image, decode_mask, mask_png_base64
+from auxol.serve.encoding import decode_image, decode_mask, image_png_base64, mask_png_base64
 from auxol.serve.limits import Limits
 from auxol.serve.session import ServeSession
 from auxol.serve.sessions import Sessions
+from auxol.serve.volume_upload import read_uploaded_volume
+from auxol.serve.volumes import Neighbour, SessionVolumes
 
 SessionField = Annotated[str | None, Form(description="Session name (default: 'default'); or the query parameter.")]
+VolumeField = Annotated[str | None, Form(description="Id of a volume received before (POST /api/volumes), with 'slice'.")]
+SliceField = Annotated[int | None, Form(alias="slice", description="Axial slice index of the volume, 0 = the most inferior.")]
 
 PROMPTS_FORMAT = '[{"box": [x1, y1, x2, y2]}, {"points": [[x, y], ...], "labels": [1, 0, ...]}]'
 
@@ -113,18 +135,37 @@ def api_router(sessions: Sessions, limits: Limits) -> APIRouter:
         """The session named by the form field, else by the query parameter, else the default one."""
         return sessions.get(form_value or request.query_params.get("session"))
 
+    def required_slice(index: int | None) -> int:
+        if index is None:
+            raise DataError("a volume's slice needs 'slice' (its index) with 'volume_id'")
+        return index
+
     @router.post("/api/predict")
     def predict(
         request: Request,
-        prompts: Annotated[str, Form(description=f"JSON: {PROMPTS_FORMAT}")],
+        prompts: Annotated[str | None, Form(description=f"JSON: {PROMPTS_FORMAT}")] = None,
         image: Annotated[UploadFile | None, File(description="The image file (png, jpg, tif, ...).")] = None,
         image_id: Annotated[str | None, Form(description="Id of an image received before, instead of a file.")] = None,
+        volume_id: VolumeField = None,
+        slice_index: SliceField = None,
+        propagate: Annotated[
+            Neighbour | None, Form(description="A volume slice instead of prompts: the boxes of the previous or next slice's mask.")
+        ] = None,
         session: SessionField = None,
     ) -> dict[str, Any]:
-        """Segment an image with prompts; the mask returned is the one to correct."""
+        """Segment an image (or a volume's slice) with prompts; the mask returned is the one to correct."""
         served = pick(request, session)
-        if (image is None) == (image_id is None):
-            raise DataError("give either an image file ('image') or the id of an image received before ('image_id')")
+        if sum(source is not None for source in (image, image_id, volume_id)) != 1:
+            raise DataError(
+                "give either an image file ('image'), the id of an image received before ('image_id') "
+                "or a volume's slice ('volume_id' and 'slice')"
+            )
+        if (prompts is None) == (propagate is None):
+            raise PromptError(f"give prompts (JSON like {PROMPTS_FORMAT}) or, for a volume's slice, propagate=previous|next")
+        if volume_id is not None:
+            return predict_slice(served, volume_id, slice_index, prompts, propagate)
+        if propagate is not None:
+            raise PromptError("propagate is for a volume's slice: give volume_id and slice")
         parsed = parse_prompts(prompts, limits)
         uploaded = image is not None
         picture = decode_image(image.file.read(), image.filename or "image", limits) if uploaded else served.image(image_id)
@@ -132,19 +173,93 @@ def api_router(sessions: Sessions, limits: Limits) -> APIRouter:
         image_id = served.add_image(picture) if uploaded else image_id
         return prediction_response(image_id, served.predict(image_id, parsed))
 
+    def predict_slice(
+        served: ServeSession, volume_id: str, index: int | None, prompts: str | None, propagate: Neighbour | None
+    ) -> dict[str, Any]:
+        volumes = SessionVolumes(served)
+        record = volumes.get(volume_id)
+        index = required_slice(index)
+        key = record.image_id(index)
+        parsed = parse_prompts(prompts, limits) if prompts is not None else volumes.propagated_prompts(record, index, propagate)
+        limits.check_prompts(len(parsed), f"slice {index}")
+        limits.check_prompts_on(len(parsed), *record.shape[1:], f"slice {index} of volume {volume_id}")
+        answer = prediction_response(key, volumes.predict(record, index, parsed))
+        return {**answer, "volume_id": volume_id, "slice": index, "prompts_used": [prompt.to_dict() for prompt in parsed]}
+
     @router.post("/api/learn", status_code=202)
     def learn(
         request: Request,
         response: Response,
-        image_id: Annotated[str, Form(description="The image the correction is for.")],
         mask: Annotated[UploadFile, File(description="The corrected mask: PNG at the image's size, 0/255 or 0/1.")],
+        image_id: Annotated[str | None, Form(description="The image the correction is for.")] = None,
+        volume_id: VolumeField = None,
+        slice_index: SliceField = None,
         session: SessionField = None,
     ) -> dict[str, Any]:
-        """Journal the corrected mask of an image's last shown prediction; learning is queued."""
-        answer = pick(request, session).learn(image_id, decode_mask(mask.file.read(), mask.filename or "mask", limits))
+        """Journal the corrected mask of an image's (or a volume slice's) last shown prediction; learning is queued."""
+        served = pick(request, session)
+        if (image_id is None) == (volume_id is None):
+            raise DataError("give either the image's id ('image_id') or a volume's slice ('volume_id' and 'slice')")
+        corrected = decode_mask(mask.file.read(), mask.filename or "mask", limits)
+        if volume_id is not None:
+            volumes = SessionVolumes(served)
+            answer = volumes.learn(volumes.get(volume_id), required_slice(slice_index), corrected)
+        else:
+            answer = served.learn(image_id, corrected)
         if answer["status"] != "queued":
             response.status_code = 200
         return answer
+
+    @router.post("/api/volumes", status_code=201)
+    def upload_volume(
+        request: Request,
+        response: Response,
+        volume: Annotated[UploadFile, File(description="A .nii or .nii.gz file, or a .zip of one DICOM series' slice files.")],
+        window: Annotated[str | None, Form(description="LOW,HIGH intensities mapped to 0..255 (default: -160,240 for CT, else percentiles).")] = None,
+        session: SessionField = None,
+    ) -> dict[str, Any]:
+        """Receive a volume: its slices become images of the session; returns its id (see :mod:`auxol.serve.volumes`)."""
+        served = pick(request, session)
+        name = volume.filename or "volume"
+        window_range = parse_window(window, "window")
+        read = read_uploaded_volume(volume.file, name, limits)
+        volumes = SessionVolumes(served)
+        record, created = volumes.add(read, name, window_range)
+        if not created:
+            response.status_code = 200
+        return volumes.summary(record)
+
+    @router.get("/api/volumes")
+    def list_volumes(request: Request) -> dict[str, Any]:
+        volumes = SessionVolumes(pick(request))
+        return {"volumes": [volumes.summary(volumes.get(key)) for key in volumes.keys()]}
+
+    @router.get("/api/volumes/{volume_id}")
+    def volume_details(request: Request, volume_id: str) -> dict[str, Any]:
+        volumes = SessionVolumes(pick(request))
+        record = volumes.get(volume_id)
+        return {**volumes.summary(record), "slice_states": volumes.slice_states(record), "image_ids": list(record.image_ids)}
+
+    @router.get("/api/volumes/{volume_id}/slices/{index}")
+    def volume_slice(request: Request, volume_id: str, index: int) -> dict[str, Any]:
+        """Slice ``index`` as the model sees it (base64 PNG) and its accepted mask (null if none), for the browser."""
+        served = pick(request)
+        volumes = SessionVolumes(served)
+        record = volumes.get(volume_id)
+        key = record.image_id(index)
+        accepted = volumes.accepted(record, index)
+        return {
+            "volume_id": volume_id, "slice": index, "image_id": key, "image": image_png_base64(served.image(key)),
+            "state": volumes.slice_states(record)[index], "mask": None if accepted is None else mask_png_base64(accepted),
+        }
+
+    @router.get("/api/volumes/{volume_id}/labels.nii.gz")
+    def volume_labels(request: Request, volume_id: str) -> FileResponse:
+        """The label volume: uint8 0/1 NIfTI in the input's grid and affine (accepted masks; 0 elsewhere)."""
+        volumes = SessionVolumes(pick(request))
+        record = volumes.get(volume_id)
+        path = volumes.write_labels(record)
+        return FileResponse(path, media_type="application/gzip", filename=record.labels_name)
 
     @router.get("/api/status")
     def status(request: Request) -> dict[str, Any]:

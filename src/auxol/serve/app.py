@@ -2,10 +2,12 @@
 
 Errors caused by the request answer with a 4xx status and ``{"error": "<one line>"}``,
 logged with the route and the reason: a missing or wrong API key 401, an unknown image
-id or route 404, a correction with no shown prediction to correct 409, a request over a
+or volume id or route 404, a correction with no shown prediction to correct or a
+propagation from a slice with no mask 409, a request over a
 limit (:mod:`auxol.serve.limits`) 413, a missing or mistyped field 422, any other bad
 input (unreadable image or mask, mask of another size, empty mask, prompt outside the
-image, bad label config, task image from a source not allowed ...) 400. An error of the
+image, bad label config, task image from a source not allowed, a volume upload that
+is not one regular series, a slice index outside the volume ...) 400. An error of the
 server itself answers 500 ``{"error": ...}`` and logs its traceback.
 Stopping the server stops the sessions' learning workers; what they had not learned
 yet is in the sessions' journals and is learned at the next start.
@@ -32,6 +34,7 @@ from auxol.serve.limits import LimitError, Limits
 from auxol.serve.session import NothingToCorrectError, UnknownImageError
 from auxol.serve.sessions import Sessions
 from auxol.serve.sources import TaskImages
+from auxol.serve.volumes import NothingToPropagateError
 
 LOG = logging.getLogger("auxol.serve")
 
@@ -40,7 +43,7 @@ def error_status(error: AuxolError) -> int:
     """The HTTP status of a user error."""
     if isinstance(error, UnknownImageError):
         return 404
-    if isinstance(error, NothingToCorrectError):
+    if isinstance(error, NothingToCorrectError | NothingToPropagateError):
         return 409
     if isinstance(error, LimitError):
         return 413

@@ -1,4 +1,4 @@
-"""Bytes at the service's edge: uploaded image and mask files in, PNG masks out, image ids.
+"""Bytes at the service's edge: uploaded image and mask files in, PNG images and masks out, image ids.
 
 Uploaded files are decoded by the package's own readers (:func:`auxol.data.read_image`,
 :func:`auxol.data.read_mask`), so an upload obeys the rules of a file in a dataset:
@@ -59,6 +59,14 @@ def decode_image(data: bytes, name: str, limits: Limits) -> np.ndarray:
 def decode_mask(data: bytes, name: str, limits: Limits) -> np.ndarray:
     """The bool (H, W) mask in a mask file's bytes (0/1 or 0/255, first channel); ``name`` names it in errors."""
     return _read_bytes(data, name, read_mask, limits)
+
+
+def image_png_base64(image: np.ndarray) -> str:
+    """A uint8 (H, W, 3) RGB image as a base64-encoded PNG."""
+    ok, png = cv2.imencode(".png", np.ascontiguousarray(image[:, :, ::-1]))
+    if not ok:
+        raise DataError(f"cannot encode an image of shape {image.shape} as PNG")
+    return base64.b64encode(png.tobytes()).decode("ascii")
 
 
 def mask_png_base64(mask: np.ndarray) -> str:

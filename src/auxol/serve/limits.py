@@ -1,8 +1,10 @@
-"""How much one request may ask of the server: its body, its images' pixels, its prompts.
+"""How much one request may ask of the server: its body, its images' pixels, its volumes' voxels, its prompts.
 
 Every limit is checked before the costly step it guards (the body while it is read, an
 image's size from its file header before decoding, a brush RLE's announced length
-against width x height before allocating), and breaking one is a
+against width x height before allocating, a volume's voxels from its NIfTI header or
+DICOM headers and a zip's unpacked size from its directory before unpacking), and
+breaking one is a
 :class:`LimitError`, answered 413 with a message that names the limit and its option.
 """
 
@@ -29,6 +31,10 @@ class Limits:
         max_pixels: most pixels (width x height) of an image or mask, decoded or brush RLE.
         max_prompts: most prompts (boxes, point sets) in one request or Label Studio task.
         max_body_bytes: most bytes of one request body.
+
+    A volume derives its bounds from these: each slice at most ``max_pixels``, the whole
+    volume at most :attr:`max_voxels`, an uploaded zip at most :attr:`max_unpacked_bytes`
+    once unpacked.
     """
 
     max_pixels: int = 64_000_000
@@ -41,6 +47,32 @@ class Limits:
             raise LimitError(
                 f"{what} is {width}x{height} = {width * height / 1e6:.1f} megapixels, over the limit of "
                 f"{self.max_pixels / 1e6:g} megapixels (--max-megapixels)"
+            )
+
+    @property
+    def max_voxels(self) -> int:
+        """Most voxels of an uploaded volume: 4 x ``max_pixels`` (256 M at the defaults, 1 GiB as float32)."""
+        return 4 * self.max_pixels
+
+    @property
+    def max_unpacked_bytes(self) -> int:
+        """Most bytes of an uploaded zip's members once unpacked: 4 x ``max_body_bytes`` (512 MiB at the defaults)."""
+        return 4 * self.max_body_bytes
+
+    def check_volume(self, slices: int, rows: int, columns: int, what: str) -> None:
+        """Raise :class:`LimitError` if a volume of ``slices`` x ``rows`` x ``columns`` has a slice over ``max_pixels`` or more than :attr:`max_voxels`."""
+        self.check_pixels(columns, rows, f"{what}: a slice")
+        if slices * rows * columns > self.max_voxels:
+            raise LimitError(
+                f"{what} is {columns}x{rows}x{slices} = {slices * rows * columns / 1e6:.0f} M voxels, over the limit of "
+                f"4 x {self.max_pixels / 1e6:g} M (--max-megapixels)"
+            )
+
+    def check_unpacked(self, size: int, what: str) -> None:
+        """Raise :class:`LimitError` if ``size`` unpacked bytes of ``what`` are more than :attr:`max_unpacked_bytes`."""
+        if size > self.max_unpacked_bytes:
+            raise LimitError(
+                f"{what} unpacks to {size / 2**20:.0f} MiB, over the limit of 4 x {self.max_body_bytes / 2**20:g} MiB (--max-body-mb)"
             )
 
     def check_prompts(self, count: int, what: str = "request") -> None:

@@ -12,6 +12,7 @@ path                        content
 ``images/<id>.png``         every image received, as the model saw it (uint8 RGB)
 ``shown/<id>.png``          the last mask shown for the image, 0/255
 ``corrected/<id>.png``      the corrected mask received for it, 0/255
+``volumes/<id>/``           an uploaded volume's record and slice masks (:mod:`auxol.serve.volumes`)
 ==========================  ====================================================
 
 A later prediction or correction of the same image replaces its ``shown`` or
