@@ -147,7 +147,8 @@ class SessionVolumes:
     def add(self, volume: Volume, name: str, window: tuple[float, float] | None = None) -> tuple[VolumeRecord, bool]:
         """Window ``volume`` (``window`` None: its default), add its slices as images; returns (record, whether it is new).
 
-        The record is written last: a volume is listed once all its slices are on disk.
+        The record is written last and fsynced with the slices' folder: a volume is listed
+        once all its slices are on disk.
         """
         window = window if window is not None else default_window(volume)
         pixels = to_uint8(volume.array, window)
@@ -157,6 +158,8 @@ class SessionVolumes:
         image_ids = tuple(self.session.add_image(slice_rgb(pixels, index)) for index in range(pixels.shape[0]))
         record = VolumeRecord(key, name, image_ids, pixels.shape, volume.affine, volume.file_affine, volume.to_file, volume.modality, window)
         write_json(self._folder(key) / "volume.json", record.to_dict())
+        for folder in (self.session.folder.root / "images", self._folder(key)):  # the 2xx: on disk
+            fsync_folder(folder)
         return record, True
 
     def get(self, key: str) -> VolumeRecord:
