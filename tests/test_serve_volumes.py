@@ -231,7 +231,7 @@ def test_a_corrected_slice_survives_kill_9(tmp_path):
 def test_the_page_offers_a_volume_with_a_slice_slider_and_propagation(tmp_path):
     with client_for(open_sessions(tmp_path)) as client:
         page = client.get("/").text
-    for needed in ('id="volumeFile"', 'id="slice"', "/api/volumes", "labels.nii.gz", '"propagate"', "volume_id"):
+    for needed in ('id="volumeFile"', 'id="slice"', "/api/volumes", "labels`", ".nii.gz", ".seg.dcm", '"propagate"', "volume_id"):
         assert needed in page, needed
 
 

@@ -33,6 +33,7 @@ import hashlib
 import os
 import shutil
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Literal
@@ -58,6 +59,9 @@ Neighbour = Literal["previous", "next"]
 
 PROPAGATION_MIN_SIZE = 16
 """Smallest component (px) of a neighbour's mask that gives a box, as in the stream."""
+
+_ADDING = threading.Lock()
+"""Volumes are added one at a time (the same volume uploaded twice at once is added once)."""
 
 
 class UnknownVolumeError(UnknownImageError):
@@ -178,9 +182,13 @@ class SessionVolumes:
         window = window if window is not None else default_window(volume)
         pixels = to_uint8(volume.array, window)
         key = volume_id(pixels, volume.affine)
+        with _ADDING:
+            if (self._folder(key) / "volume.json").is_file():
+                return self.get(key), False
+            return self._add(volume, name, window, pixels, key), True
+
+    def _add(self, volume: Volume, name: str, window: tuple[float, float] | None, pixels: np.ndarray, key: str) -> VolumeRecord:
         folder = self._folder(key)
-        if (folder / "volume.json").is_file():
-            return self.get(key), False
         image_ids = tuple(self.session.add_image(slice_rgb(pixels, index)) for index in range(pixels.shape[0]))
         if volume.dicom_files:
             folder.mkdir(parents=True, exist_ok=True)
@@ -193,7 +201,7 @@ class SessionVolumes:
         write_json(folder / "volume.json", record.to_dict())
         for written in (self.session.folder.root / "images", folder):  # the 2xx: on disk
             fsync_folder(written)
-        return record, True
+        return record
 
     def get(self, key: str) -> VolumeRecord:
         """The record of volume ``key``; :class:`UnknownVolumeError` for an id never received (or malformed)."""
