@@ -9,6 +9,7 @@ from scipy.spatial.distance import cdist
 
 from auxol.errors import DataError
 from auxol.evaluate import dice, hausdorff, iou, score
+from auxol.evaluate.metrics import correction_effort
 
 
 def square(top: int, left: int, side: int, size: tuple[int, int] = (64, 64)) -> np.ndarray:
@@ -91,3 +92,9 @@ def test_volume_dice_and_hd95_in_mm_use_the_voxel_spacing():
     empty = np.zeros_like(truth)
     assert dice_3d(empty, empty) == 1.0 and hd95_mm(empty, empty, (1, 1, 1)) == 0.0
     assert hd95_mm(empty, truth, (2.5, 0.5, 0.5)) == pytest.approx(np.linalg.norm([25, 10, 10]))
+
+
+def test_correction_effort_counts_masks_accepted_at_each_level_and_the_mean_share_changed():
+    effort = correction_effort("auxol", [0.97, 0.92, 0.90, 0.5], [0.02, 0.1, 0.12, 0.9])
+    assert effort == {"auxol_accept_90": 0.75, "auxol_accept_95": 0.25, "auxol_changed_fraction": pytest.approx(0.285)}
+    assert correction_effort("base", [], []) == {"base_accept_90": None, "base_accept_95": None, "base_changed_fraction": None}

@@ -149,6 +149,8 @@ def test_evaluate_uses_the_runtime_by_default_and_gives_torchs_masks(disk_datase
     assert run_cli(monkeypatch, "evaluate", disk_dataset, "--out", slow, "--runtime", "torch") == 0
     assert json.loads((fast / "config.json").read_text())["runtime"] == "openvino"
     assert json.loads((slow / "config.json").read_text())["runtime"] == "torch"
+    assert json.loads((fast / "summary.json").read_text())["runtime"] == "openvino"
+    assert json.loads((slow / "summary.json").read_text())["runtime"] == "torch"
     for stem in ("case0", "case1", "case2"):
         assert dice(read_mask(fast / "predictions" / f"{stem}.png"), read_mask(slow / "predictions" / f"{stem}.png")) > 0.999
 

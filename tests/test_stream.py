@@ -39,9 +39,10 @@ class DarkCoreModel:
 
     device = torch.device("cpu")
 
-    def __init__(self, stop_at: int | None = None) -> None:
+    def __init__(self, stop_at: int | None = None, runtime: str = "torch") -> None:
         self.stop_at = stop_at  # raise KeyboardInterrupt when embedding this many images (an interrupted run)
         self.embedded = 0
+        self.runtime = runtime  # what a real model reports it runs on (PromptableModel.runtime)
 
     def embed(self, image: np.ndarray) -> np.ndarray:
         if self.embedded == self.stop_at:
@@ -332,6 +333,16 @@ def test_resume_with_other_options_is_refused(tmp_path, no_plots):
     run(data, tmp_path / "out")
     with pytest.raises(ConfigError, match=r"options differ .*stream"):
         run(data, tmp_path / "out", resume=True, interval=2)
+    with pytest.raises(ConfigError, match=r"options differ .*\(runtime\)"):
+        run(data, tmp_path / "out", model=DarkCoreModel(runtime="onnx"), resume=True)
+
+
+def test_config_and_summary_record_the_runtime_the_model_ran_on(tmp_path, no_plots):
+    data = write_part(tmp_path / "data", 2)
+    summary = run(data, tmp_path / "out", model=DarkCoreModel(runtime="openvino"))
+    assert summary["runtime"] == "openvino"
+    assert json.loads((tmp_path / "out" / "summary.json").read_text())["runtime"] == "openvino"
+    assert json.loads((tmp_path / "out" / "config.json").read_text())["runtime"] == "openvino"
 
 
 def test_bad_pairs_are_skipped_and_counted(tmp_path, no_plots):

@@ -21,6 +21,8 @@ def _ball_ct(shape=(11, 96, 96), centre=(5, 46, 50), radii=(3.5, 30, 30)):
 class BrightInBox:
     """A stand-in for a promptable model: the bright pixels (> 100) inside each box, else the box's central half."""
 
+    runtime = "torch"
+
     def embed(self, image):
         return image[..., 0]
 
@@ -50,6 +52,35 @@ def test_propagation_through_a_volume_ends_where_the_tissue_ends(tmp_path):
     mask = predict_volume(volume, [(5, Prompt.from_box((20, 16, 80, 76)))], BrightInBox(), None, None, 0.02)
     assert sorted(set(np.nonzero(mask)[0])) == list(range(2, 9))  # the empty slices' outlines were turned away
     assert 2 * np.count_nonzero(mask & truth) / (mask.sum() + truth.sum()) > 0.95
+
+
+def test_predict_propagates_each_repeated_box_slice_and_unites_the_masks(tmp_path, monkeypatch, capsys):
+    import nibabel
+
+    from auxol.commands import predict as predict_command
+
+    monkeypatch.setattr(predict_command, "load_model", lambda *args: BrightInBox())
+    (first, first_ball), (second, second_ball) = (_ball_ct(centre=centre, radii=(2.5, 12, 12)) for centre in ((3, 25, 25), (7, 70, 70)))
+    ct, balls = np.maximum(first, second), (first_ball, second_ball)  # two objects, on slices 1-5 and 5-9
+    affine = np.array([[-0.8, 0, 0, 30], [0, 0.8, 0, -40], [0, 0, 2.5, 10], [0, 0, 0, 1]])
+    write_nifti(tmp_path / "two.nii.gz", ct[:, ::-1].transpose(2, 1, 0).astype(np.float32), affine)
+
+    def predicted(out, *seeds):
+        assert run_cli(monkeypatch, "predict", tmp_path / "two.nii.gz", "--out", out, *seeds) == 0
+        return np.asarray(nibabel.load(out / "two.nii.gz").dataobj).transpose(2, 1, 0)[:, ::-1] > 0
+
+    def overlap(mask, ball):
+        return 2 * np.count_nonzero(mask & ball) / (mask.sum() + ball.sum())
+
+    one = predicted(tmp_path / "one", "--box-slice", "3", "10,10,40,40")
+    assert overlap(one, balls[0]) > 0.85 and not (one & balls[1]).any()
+    both = predicted(tmp_path / "both", "--box-slice", "3", "10,10,40,40", "--box-slice", "7", "55,55,85,85")
+    assert overlap(both & balls[0], balls[0]) > 0.85 and overlap(both & balls[1], balls[1]) > 0.85
+    assert overlap(both, balls[0] | balls[1]) > 0.85
+    capsys.readouterr()
+    assert run_cli(monkeypatch, "predict", tmp_path / "two.nii.gz", "--out", tmp_path / "bad", "--box-slice", "3", "10,10,40,40", "--box-slice", "7") == 2
+    assert "--box-slice 7: expected two values, K x1,y1,x2,y2" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
 
 
 @pytest.mark.slow

@@ -1,9 +1,19 @@
-"""The stream on volumes: slices from the seed outward, propagation, per-volume outputs in the input's geometry."""
+"""The stream on volumes: slices from the seed outward, propagation, per-volume outputs in the input's geometry.
+
+Run as a script (``python tests/test_volume_stream.py DATA OUT KILL_AT [--resume]``) it is
+the volume stream of the resume test, as a real subprocess that SIGKILLs itself.
+"""
 
 from __future__ import annotations
 
 import csv
+import gzip
 import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,6 +23,7 @@ from auxol.data.volumes import read_labels, read_volume
 from auxol.stream.clinician import StreamOptions
 from auxol.stream.volumes import VolumeStreamRunner, VolumeStreamSettings, seed_slice
 from auxol.online import AuxOLConfig
+from auxol.online.state_file import read_state_file
 from test_volume_cli import BrightInBox, _ball_ct
 from volume_files import dicom_affine, write_dicom_series, write_nifti
 
@@ -72,7 +83,8 @@ def test_volume_stream_writes_label_volumes_that_overlay_the_labels(tmp_path, pr
     assert summary["overall"]["slices_rectified"] == len(slices)
     assert summary["overall"]["volumes"] == 2 and 0.85 < summary["overall"]["base_dice_3d"] <= 1
     assert summary["overall"]["seconds_per_slice"]["total"] > 0
-    assert json.loads((out / "config.json").read_text())["prompt"] == prompt
+    config = json.loads((out / "config.json").read_text())
+    assert config["prompt"] == prompt and config["runtime"] == summary["runtime"] == "torch"
 
 
 def test_a_volume_without_the_structure_is_skipped_with_its_reason(tmp_path):
@@ -104,3 +116,78 @@ def test_auxol_stream_on_volume_data_takes_box_prompts_and_label_names(tmp_path,
     assert "3-D Dice" in capsys.readouterr().out
     assert run_cli(monkeypatch, "stream", data, "--out", tmp_path / "o2", "--prompt", "point") == 2
     assert "--prompt point: volumes take box or propagate" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- resume after SIGKILL
+
+RESUMED = {"interval": 2, "annotation_noise": "either", "noise_ratio": 0.1, "box_margin": 0.02}
+
+
+class KilledAtSlice(BrightInBoxOnCpu):
+    """SIGKILLs its own process when asked to embed its ``kill_at``-th slice (counted from 0; negative: never)."""
+
+    def __init__(self, kill_at: int) -> None:
+        self.kill_at, self.embedded = kill_at, 0
+
+    def embed(self, image):
+        if self.embedded == self.kill_at:
+            os.kill(os.getpid(), signal.SIGKILL)
+        self.embedded += 1
+        return super().embed(image)
+
+
+def _resumable_stream(data: str, out: str, kill_at: int = -1, resume: bool = False) -> None:
+    """The two-ball part streamed on one torch thread, with noise and every other slice rectified, saved every 4 slices."""
+    torch.set_num_threads(1)
+    settings = VolumeStreamSettings(
+        data=data, model="stub", checkpoint=None, preset="cpu", auxol=FAST_AUXOL, stream=StreamOptions(**RESUMED),
+        save_every=4, prompt="propagate", label=5,
+    )
+    VolumeStreamRunner(KilledAtSlice(kill_at), settings, out).run(resume=resume)
+
+
+def _stream_process(data: Path, out: Path, kill_at: int = -1, resume: bool = False) -> int:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    command = [sys.executable, __file__, str(data), str(out), str(kill_at), *(["--resume"] if resume else [])]
+    return subprocess.run(command, env=env, capture_output=True, timeout=600).returncode
+
+
+def _without_seconds(rows):
+    return [{key: value for key, value in row.items() if "seconds" not in key} for row in rows]
+
+
+def test_a_volume_stream_killed_inside_a_volume_and_between_volumes_resumes_to_the_uninterrupted_outputs(tmp_path, one_torch_thread):
+    data = _ball_part(tmp_path / "data")
+    whole, resumed = tmp_path / "whole", tmp_path / "resumed"
+    _resumable_stream(str(data), str(whole))  # uninterrupted, in this process
+    # ball1's 9 slices, then ball2's: killed at its 7th slice (the checkpoint holds 4 slices of ball1) ...
+    assert _stream_process(data, resumed, kill_at=6) == -signal.SIGKILL
+    state = json.loads((resumed / "session" / "stream.json").read_text())
+    assert (state["next"], state["volumes_done"], state["in_volume"]) == (4, 0, True)
+    assert [path.name for path in (resumed / "session").glob("volume-*.npz")] == ["volume-4.npz"]
+    # ... resumed from it and killed again on ball2's first slice (the checkpoint: ball1 finished) ...
+    assert _stream_process(data, resumed, kill_at=5, resume=True) == -signal.SIGKILL
+    state = json.loads((resumed / "session" / "stream.json").read_text())
+    assert (state["next"], state["volumes_done"], state["in_volume"]) == (9, 1, False)
+    assert not list((resumed / "session").glob("volume-*.npz"))
+    # ... and resumed to the end
+    assert _stream_process(data, resumed, resume=True) == 0
+
+    slices, volumes = ([list(csv.DictReader(open(folder / table))) for folder in (whole, resumed)] for table in ("results.csv", "volumes.csv"))
+    assert _without_seconds(slices[1]) == _without_seconds(slices[0]) and len(slices[0]) == 9 + 10  # ball2 is one slice longer
+    assert _without_seconds(volumes[1]) == _without_seconds(volumes[0]) and len(volumes[0]) == 2
+    summaries = [json.loads((folder / "summary.json").read_text()) for folder in (whole, resumed)]
+    for summary in summaries:
+        for part in (*summary["parts"].values(), summary["overall"]):
+            del part["seconds_per_slice"]
+    assert summaries[1] == summaries[0] and summaries[0]["overall"]["slices_rectified"] == 10  # every other slice of 19
+    for name in ("base/ball1.nii.gz", "auxol/ball1.nii.gz", "base/ball2.nii.gz", "auxol/ball2.nii.gz"):
+        assert gzip.decompress((resumed / name).read_bytes()) == gzip.decompress((whole / name).read_bytes()), name
+    learners = [read_state_file(folder / "session" / "learner.pt", torch.device("cpu")) for folder in (whole, resumed)]
+    assert learners[1]["images_seen"] == learners[0]["images_seen"] == 19 and learners[1]["alphas"] == learners[0]["alphas"]
+    assert all(torch.equal(learners[1]["net"][key], value) for key, value in learners[0]["net"].items())
+    assert (resumed / "plots" / "ball1.png").is_file() and (resumed / "plots" / "ball2.png").is_file()
+
+
+if __name__ == "__main__":
+    _resumable_stream(sys.argv[1], sys.argv[2], int(sys.argv[3]), "--resume" in sys.argv[4:])

@@ -26,7 +26,7 @@ def _register() -> None:
     from auxol.commands import evaluate, finetune, models, predict, serve, slices, stream
 
     app.command("evaluate")(evaluate.evaluate)
-    app.command("predict")(predict.predict)
+    app.command("predict", cls=predict.PredictCommand)(predict.predict)
     app.command("stream")(stream.stream)
     app.command("demo")(stream.demo)
     app.command("finetune")(finetune.finetune)

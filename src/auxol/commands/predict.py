@@ -13,7 +13,8 @@ Volumes (a NIfTI file or a DICOM series folder) are segmented by propagation:
 axial slices as ``auxol slices`` writes them: rows from anterior to posterior, columns
 from the patient's right to left), and every next slice is prompted with the box of the
 mask on its neighbour, up and down, until the mask vanishes
-(:mod:`auxol.propagation`). In a prompts file a volume's entry lists
+(:mod:`auxol.propagation`). ``--box-slice`` may be repeated (several objects, or several
+seeds of one): each box is propagated on its own and the masks are united. In a prompts file a volume's entry lists
 ``{"slice": K, "box": [x1, y1, x2, y2]}`` items, each propagated, the masks united. ``--session`` adds an AuxOL learner (an
 ``auxol serve`` session folder, or a ``learner.pt`` of ``auxol stream``), which
 predicts without learning. Written: ``OUT/<name>.nii.gz`` (uint8 0/1 in the input
@@ -26,8 +27,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
+import click
 import numpy as np
 import typer
+from typer.core import TyperCommand
 
 from auxol.commands.options import (
     BoxMarginOption, CheckpointOption, DeviceOption, ModelOption, RuntimeOption, WindowOption, parse_window,
@@ -69,14 +72,34 @@ def parse_prompts(boxes: list[str], points: list[str]) -> list[Prompt]:
     return prompts
 
 
-def parse_slice_box(values: tuple[str, str] | None) -> list[SlicePrompt]:
-    """``--box-slice K x1,y1,x2,y2`` (the pair of its two values) as [(K, box prompt)]; [] when not given."""
-    if values is None:
-        return []
-    index_text, box_text = values
-    if not index_text.isdigit():
-        raise PromptError(f"--box-slice {index_text} {box_text}: K must be a slice index (0, 1, ...)")
-    return [(int(index_text), Prompt.from_box(tuple(_numbers(box_text, "--box-slice", (4,)))))]
+def parse_slice_boxes(values: list[str]) -> list[SlicePrompt]:
+    """Each ``--box-slice K x1,y1,x2,y2`` (its two values joined by a space, see :class:`PredictCommand`) as (K, box prompt)."""
+    seeds = []
+    for value in values:
+        index_text, _, box_text = value.partition(" ")
+        if not box_text:
+            raise PromptError(f"--box-slice {value}: expected two values, K x1,y1,x2,y2")
+        if not index_text.isdigit():
+            raise PromptError(f"--box-slice {value}: K must be a slice index (0, 1, ...)")
+        seeds.append((int(index_text), Prompt.from_box(tuple(_numbers(box_text, "--box-slice", (4,))))))
+    return seeds
+
+
+class PredictCommand(TyperCommand):
+    """``auxol predict``, whose ``--box-slice K x1,y1,x2,y2`` takes two values and may be repeated.
+
+    Typer cannot declare a repeatable option of two values, so each ``--box-slice`` joins
+    the two values that follow it into one ("K x1,y1,x2,y2") before the usual parsing.
+    """
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        joined, rest = [], list(args)
+        while rest:
+            arg = rest.pop(0)
+            joined.append(arg)
+            if arg == "--box-slice" and len(rest) >= 2 and not rest[0].startswith("-"):
+                joined.append(f"{rest.pop(0)} {rest.pop(0)}")
+        return super().parse_args(ctx, joined)
 
 
 def read_prompts_file(path: Path) -> dict[str, list[Prompt | SlicePrompt]]:
@@ -145,9 +168,12 @@ def predict(
     box: Annotated[list[str], typer.Option("--box", help="x1,y1,x2,y2 in pixels; repeat for more objects.")] = [],
     point: Annotated[list[str], typer.Option("--point", help="x,y[,label] in pixels; repeat for more clicks.")] = [],
     box_slice: Annotated[
-        tuple[str, str] | None,
-        typer.Option("--box-slice", help="Volumes: K x1,y1,x2,y2, a box on axial slice K, propagated through the volume."),
-    ] = None,
+        list[str],
+        typer.Option(
+            "--box-slice", metavar="K x1,y1,x2,y2",
+            help="Volumes: a box on axial slice K, propagated through the volume; repeat for more objects or seeds (masks united).",
+        ),
+    ] = [],
     prompts: Annotated[Path | None, typer.Option("--prompts", help="JSON file of prompts per image.")] = None,
     overlays: Annotated[bool, typer.Option("--overlay/--no-overlay", help="Also write <stem>_overlay.png.")] = False,
     session: Annotated[Path | None, typer.Option("--session", help="Volumes: AuxOL learner, an 'auxol serve' session folder or a learner.pt.")] = None,
@@ -161,7 +187,7 @@ def predict(
 ) -> None:
     """Segment IMAGES with the given box or point prompts and write 0/255 mask PNGs; volumes by propagation."""
     given = parse_prompts(box, point)
-    seeds = parse_slice_box(box_slice)
+    seeds = parse_slice_boxes(box_slice)
     per_image = read_prompts_file(prompts) if prompts else {}
     if not given and not seeds and not per_image:
         raise ConfigError("give prompts with --box, --point, --box-slice or --prompts FILE.json")

@@ -55,8 +55,8 @@ def stream(
     runtime: RuntimeOption = "auto",
     preset: Annotated[PresetName, typer.Option(help="AuxOL preset the other options start from.")] = DEFAULT_PRESET,
     config: Annotated[Path | None, typer.Option("--config", help="JSON file of AuxOL and stream options (over the preset).")] = None,
-    resume: Annotated[bool, typer.Option(help="Continue an interrupted run in OUT from its saved progress (OUT/session/).")] = False,
-    save_every: Annotated[int, typer.Option(help="Save results and the learners' progress every N images.", min=1)] = 10,
+    resume: Annotated[bool, typer.Option(help="Continue an interrupted run in OUT from its saved progress (OUT/session/), images or volumes.")] = False,
+    save_every: Annotated[int, typer.Option(help="Save the learners' progress every N images (volumes: slices; also after each volume).", min=1)] = 10,
     # Clinician simulation (shown defaults: StreamOptions'; only the flags given override --config)
     prompt: Annotated[
         StreamPrompt, _stream_option("Prompt derived from each true mask; volumes: box per slice, or propagate from the seed slice.")
@@ -122,18 +122,16 @@ def stream(
     model_name = getattr(model, "value", model)
     parts = volume_parts(data) if data.is_dir() else []
     if parts:
-        if resume:
-            raise ConfigError("--resume: volume streams cannot resume yet; run again without it")
         if prompt_name not in get_args(VolumePrompt):
             raise ConfigError(f"--prompt {prompt_name}: volumes take box or propagate")
         given.pop("prompt", None)  # the clinician's per-slice boxes; propagation is the volume stream's own
         auxol, options = resolve_options(preset_name, config, given)
         settings = VolumeStreamSettings(
             data=str(data), model=model_name, checkpoint=_checkpoint(model_name, checkpoint), preset=preset_name,
-            auxol=auxol, stream=options, prompt=prompt_name,
+            auxol=auxol, stream=options, save_every=save_every, prompt=prompt_name,
             label=resolve_structure(label, label_names, data, data / "masks"), label_name=label, window=parse_window(window),
         )
-        _run_volumes_and_print(settings, out, device, getattr(runtime, "value", runtime))
+        _run_volumes_and_print(settings, out, resume, device, getattr(runtime, "value", runtime))
         return
     if prompt_name == "propagate":
         raise ConfigError(f"{data}: --prompt propagate follows a structure through the slices of volumes; this data holds 2-D images")
@@ -193,16 +191,16 @@ def _run_and_print(settings: StreamSettings, out: Path, resume: bool, device: st
         )
 
 
-def _run_volumes_and_print(settings: VolumeStreamSettings, out: Path, device: str | None, runtime: str) -> None:
+def _run_volumes_and_print(settings: VolumeStreamSettings, out: Path, resume: bool, device: str | None, runtime: str) -> None:
     console = Console()
     net = load_model(settings.model, settings.checkpoint, device, runtime)
-    summary = VolumeStreamRunner(net, settings, out, console).run()
+    summary = VolumeStreamRunner(net, settings, out, console).run(resume=resume)
     console.print(volume_summary_table(summary))
     overall = summary["overall"]
     console.print(
         f"3-D Dice {overall['base_dice_3d']:.4f} (base) -> {overall['auxol_dice_3d']:.4f} (AuxOL); slices needing correction "
         f"(Dice < {summary['accept_dice']}) {overall['base_needing_correction']} -> {overall['auxol_needing_correction']}; "
         f"{overall['seconds_per_slice']['total']:.2f} s per slice; report in {out}: volumes.csv, results.csv, summary.json, "
-        "base/ and auxol/ label volumes",
+        "base/ and auxol/ label volumes, plots/",
         highlight=False,
     )

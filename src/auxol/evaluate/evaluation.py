@@ -5,8 +5,9 @@ Every image is segmented with prompts derived from its own mask (the rules of
 all prompts. Outputs, in ``out``:
 
 - ``predictions/<part>/<stem>.png``: 0/255 masks at the image size;
-- ``results.csv``: one row per image; ``summary.json``: per part and overall means;
-- ``config.json``: the resolved configuration; ``overlays/<part>/<stem>.png``: truth
+- ``results.csv``: one row per image; ``summary.json``: per part and overall means, and
+  ``runtime`` (what ran the frozen model: ``torch``, ``openvino``, ``onnx``);
+- ``config.json``: the resolved configuration (``runtime`` too); ``overlays/<part>/<stem>.png``: truth
   (green) and prediction (red) outlines for the worst and best images of each part;
 - ``volumes.csv`` (volume data only): 3-D Dice per volume, for images named as
   :func:`auxol.data.volumes.slice_name` names slices (``auxol slices`` output, or volumes
@@ -115,6 +116,7 @@ def evaluate(model: PromptableModel, config: EvaluationConfig, console: Console 
         },
         "overall": {**_means(rows), "skipped": sum(len(s) for s in skipped.values())},
         "skipped": [reason for reasons in skipped.values() for reason in reasons],
+        "runtime": config.runtime,
     }
     volumes = _volume_scores(out, listings, rows)
     if volumes:

@@ -24,7 +24,7 @@ case: ``smooth=1`` is the AuxOL paper's Dice, for tables comparable with the pap
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 from scipy.ndimage import binary_erosion, distance_transform_edt
@@ -110,3 +110,21 @@ def changed_pixels(shown: np.ndarray, corrected: np.ndarray) -> tuple[int, float
     shown, corrected = _binary_pair(shown, corrected)
     changed = int(np.count_nonzero(shown ^ corrected))
     return changed, changed / max(int(np.count_nonzero(corrected)), 1)
+
+
+def correction_effort(shown: str, correction_dices: Iterable[float], changed_fractions: Iterable[float]) -> dict[str, float | None]:
+    """The effort figures of a series of corrections of the masks ``shown`` (a key prefix: ``"base"``, ``"auxol"``).
+
+    ``correction_dices``: each shown mask's Dice with its corrected mask, in [0, 1];
+    ``changed_fractions``: each correction's share of the object changed (the second value
+    of :func:`changed_pixels`). Returns ``<shown>_accept_90`` and ``<shown>_accept_95``: the
+    fraction of the shown masks with Dice >= 0.90 / 0.95 (see :data:`ACCEPT_LEVELS`:
+    accepted as they were), in [0, 1]; and ``<shown>_changed_fraction``: the mean changed
+    share. A figure over an empty series is None.
+    """
+    dices, fractions = np.asarray(list(correction_dices), float), np.asarray(list(changed_fractions), float)
+    effort: dict[str, float | None] = {
+        f"{shown}_accept_{round(100 * level)}": float(np.mean(dices >= level)) if dices.size else None for level in ACCEPT_LEVELS
+    }
+    effort[f"{shown}_changed_fraction"] = float(np.mean(fractions)) if fractions.size else None
+    return effort

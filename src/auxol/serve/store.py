@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from auxol.data import read_image
-from auxol.evaluate.metrics import ACCEPT_LEVELS
+from auxol.evaluate.metrics import correction_effort
 from auxol.io import (
     read_json_object,
     write_csv,
@@ -125,14 +125,14 @@ class SessionFolder:
         """
         with self._lock:
             rows = list(self.corrections)
-        summary: dict[str, float | None] = {}
-        for shown, column in (("auxol", "shown"), ("base", "base")):
-            dices = [float(row[f"{column}_dice"]) for row in rows if row.get(f"{column}_dice") not in (None, "")]
-            for level in ACCEPT_LEVELS:
-                summary[f"{shown}_accept_{round(100 * level)}"] = float(np.mean([d >= level for d in dices])) if dices else None
-            fractions = [float(row[f"{column}_changed_fraction"]) for row in rows if row.get(f"{column}_changed_fraction") not in (None, "")]
-            summary[f"{shown}_changed_fraction"] = float(np.mean(fractions)) if fractions else None
-        return summary
+        def column(name: str) -> list[float]:
+            return [float(row[name]) for row in rows if row.get(name) not in (None, "")]
+
+        return {
+            key: value
+            for shown, prefix in (("auxol", "shown"), ("base", "base"))
+            for key, value in correction_effort(shown, column(f"{prefix}_dice"), column(f"{prefix}_changed_fraction")).items()
+        }
 
     def append_correction(self, record: dict[str, Any]) -> None:
         """Add one row to ``corrections.csv`` (the whole file is rewritten atomically)."""

@@ -14,7 +14,8 @@ Written into the run's folder ``out``:
   (fraction of images whose shown mask has Dice >= 0.90 / 0.95 with the corrected mask:
   accepted as is), ``base_changed_fraction``, ``auxol_changed_fraction`` (mean over
   images of |shown XOR corrected| / |corrected|) and ``base_changed_px``,
-  ``auxol_changed_px`` (the same in pixels); plus the skip reasons;
+  ``auxol_changed_px`` (the same in pixels); plus the skip reasons and ``runtime`` (what
+  ran the frozen model: ``torch``, ``openvino`` or ``onnx``);
 - ``plots/<part>/`` (part ``"."``: ``plots/``): ``running_dice.png``, ``gain.png``,
   ``alpha.png``, ``effort.png`` (images accepted as is so far, and the share of each
   object the correction changes, base vs AuxOL, along the stream), and panels (image, base, auxiliary, fused, truth) of the most improved
@@ -34,14 +35,14 @@ from rich import box
 from rich.table import Table
 
 from auxol.data import Pair, load_pair, read_image, read_mask
-from auxol.evaluate.metrics import ACCEPT_LEVELS
+from auxol.evaluate.metrics import ACCEPT_LEVELS, correction_effort
 from auxol.evaluate.outputs import PREDICTION_COLOUR, TRUTH_COLOUR, mask_path, overlay
 from auxol.io import atomic_open, write_csv, write_json
 from auxol.stream.loop import ImageRecord
 
 MEAN_FIELDS = (
     "base_dice", "base_hd95", "boxcut_dice", "fm_dice", "auxol_dice", "auxol_hd95", "base_dice_smooth1", "auxol_dice_smooth1",
-    "base_changed_fraction", "auxol_changed_fraction", "base_changed_px", "auxol_changed_px",
+    "base_changed_px", "auxol_changed_px",
     "base_seconds", "predict_seconds", "learn_seconds",
 )
 PANELS_PER_END = 3
@@ -107,13 +108,16 @@ class PartSummary:
         if not records:
             return cls(0, skipped)
         means = {key: float(np.mean([getattr(record, key) for record in records])) for key in MEAN_FIELDS}
-        accepted = {
-            f"{shown}_accept_{round(100 * level)}": float(np.mean([getattr(r, f"{shown}_correction_dice") >= level for r in records]))
-            for shown in ("base", "auxol") for level in ACCEPT_LEVELS
+        effort = {
+            key: value
+            for shown in ("base", "auxol")
+            for key, value in correction_effort(
+                shown, [getattr(r, f"{shown}_correction_dice") for r in records], [getattr(r, f"{shown}_changed_fraction") for r in records]
+            ).items()
         }
         return cls(
-            len(records), skipped, **means, gain=means["auxol_dice"] - means["base_dice"],
-            fraction_rectified=float(np.mean([record.rectified for record in records])), **accepted,
+            len(records), skipped, **means, **effort, gain=means["auxol_dice"] - means["base_dice"],
+            fraction_rectified=float(np.mean([record.rectified for record in records])),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -123,33 +127,38 @@ class PartSummary:
 
 @dataclass(frozen=True)
 class StreamSummary:
-    """What ``summary.json`` holds: per part, ``overall`` (all images pooled), and the skip reasons."""
+    """What ``summary.json`` holds: per part, ``overall`` (all images pooled), the skip reasons, and the runtime.
+
+    ``runtime``: what ran the frozen model (``torch``, ``openvino``, ``onnx``), as in ``config.json``.
+    """
 
     parts: dict[str, PartSummary]
     overall: PartSummary
     skipped: list[str]
+    runtime: str
 
     def to_dict(self) -> dict[str, Any]:
         parts = {name: part.to_dict() for name, part in self.parts.items()}
-        return {"parts": parts, "overall": self.overall.to_dict(), "skipped": self.skipped}
+        return {"parts": parts, "overall": self.overall.to_dict(), "skipped": self.skipped, "runtime": self.runtime}
 
 
-def summarize(records: list[ImageRecord], skipped: Mapping[str, list[str]]) -> StreamSummary:
+def summarize(records: list[ImageRecord], skipped: Mapping[str, list[str]], runtime: str) -> StreamSummary:
     """Per-part and overall means of ``records`` (see the module docstring); ``skipped`` maps each part to its skip reasons."""
     return StreamSummary(
         parts={part: PartSummary.of([r for r in records if r.part == part], len(reasons)) for part, reasons in skipped.items()},
         overall=PartSummary.of(records, sum(len(reasons) for reasons in skipped.values())),
         skipped=[reason for reasons in skipped.values() for reason in reasons],
+        runtime=runtime,
     )
 
 
 def write_results(
-    out: Path, records: list[ImageRecord], alpha_rows: list[AlphaRow], skipped: Mapping[str, list[str]]
+    out: Path, records: list[ImageRecord], alpha_rows: list[AlphaRow], skipped: Mapping[str, list[str]], runtime: str
 ) -> StreamSummary:
-    """Write ``results.csv``, ``alphas.csv`` and ``summary.json`` into ``out``; return the summary."""
+    """Write ``results.csv``, ``alphas.csv`` and ``summary.json`` into ``out``; return the summary (``runtime``: see :class:`StreamSummary`)."""
     write_csv(out / "results.csv", [asdict(record) for record in records])
     write_csv(out / "alphas.csv", [asdict(row) for row in alpha_rows], fieldnames=ALPHA_COLUMNS)
-    summary = summarize(records, skipped)
+    summary = summarize(records, skipped, runtime)
     write_json(out / "summary.json", summary.to_dict())
     return summary
 
@@ -176,7 +185,8 @@ def summary_table(summary: StreamSummary, title: str = "auxol stream") -> Table:
     return table
 
 
-def _save(figure: Figure, path: Path) -> None:
+def save_figure(figure: Figure, path: Path) -> None:
+    """Write ``figure`` to ``path`` as a PNG at 100 dpi, atomically."""
     with atomic_open(path, "wb") as handle:
         figure.savefig(handle, format="png", dpi=100)
 
@@ -277,7 +287,7 @@ def _write_panels(out: Path, part: str, rows: list[ImageRecord], pairs: Mapping[
         base = read_mask(mask_path(out / "base", part, stem))
         fused = read_mask(mask_path(out / "auxol", part, stem))
         aux = read_image(mask_path(out / "aux", part, stem))[:, :, 0] / 255.0
-        _save(_panel_figure(image, base, aux, fused, truth, row), mask_path(out / "plots", part, f"{kind}_{rank}_{stem}"))
+        save_figure(_panel_figure(image, base, aux, fused, truth, row), mask_path(out / "plots", part, f"{kind}_{rank}_{stem}"))
 
 
 def write_plots(
@@ -291,8 +301,8 @@ def write_plots(
     for part in dict.fromkeys(record.part for record in records):
         part_rows = [record for record in records if record.part == part]
         part_alphas = [row for row in alpha_rows if row.part == part]
-        _save(_running_dice_figure(part_rows), mask_path(out / "plots", part, "running_dice"))
-        _save(_gain_figure(part_rows), mask_path(out / "plots", part, "gain"))
-        _save(_alpha_figure(part_rows, part_alphas), mask_path(out / "plots", part, "alpha"))
-        _save(_effort_figure(part_rows), mask_path(out / "plots", part, "effort"))
+        save_figure(_running_dice_figure(part_rows), mask_path(out / "plots", part, "running_dice"))
+        save_figure(_gain_figure(part_rows), mask_path(out / "plots", part, "gain"))
+        save_figure(_alpha_figure(part_rows, part_alphas), mask_path(out / "plots", part, "alpha"))
+        save_figure(_effort_figure(part_rows), mask_path(out / "plots", part, "effort"))
         _write_panels(out, part, part_rows, pairs)

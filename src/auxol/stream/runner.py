@@ -18,7 +18,7 @@ and writes, in ``out``:
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,9 +47,9 @@ class PartCheckpoint:
     """
 
     def __init__(self, out: Path, part: str) -> None:
-        folder = out / "session" if part == "." else out / "session" / part
-        self.learner_path = folder / "learner.pt"
-        self.state_path = folder / "stream.json"
+        self.folder = out / "session" if part == "." else out / "session" / part
+        self.learner_path = self.folder / "learner.pt"
+        self.state_path = self.folder / "stream.json"
 
     def exists(self) -> bool:
         return self.state_path.is_file()
@@ -74,8 +74,13 @@ class PartCheckpoint:
             )
         return learner
 
-    def save(self, learner: AuxOL, rng: np.random.Generator, records: list[ImageRecord], done: bool) -> None:
-        """Save the learner, then the stream state (the state names what the learner has seen)."""
+    def save(self, learner: AuxOL, rng: np.random.Generator, records: list, done: bool, extra: Mapping[str, Any] | None = None) -> None:
+        """Save the learner, then the stream state (the state names what the learner has seen).
+
+        ``records``: the part's records so far (dataclasses: the 2-D stream's
+        :class:`ImageRecord`, the volume stream's slice records); ``extra``: more keys
+        for ``stream.json`` (the volume stream's own progress).
+        """
         learner.save(self.learner_path)
         write_json(
             self.state_path,
@@ -85,6 +90,7 @@ class PartCheckpoint:
                 "rng": rng.bit_generator.state,
                 "records": [asdict(record) for record in records],
                 "alpha_log": [asdict(entry) for entry in learner.alpha_log],
+                **(extra or {}),
             },
         )
 
@@ -98,25 +104,43 @@ class PartResult:
     skipped: list[str] = field(default_factory=list)
 
 
-def _check_resume_settings(out: Path, settings: StreamSettings) -> None:
+def _check_resume_config(out: Path, config: dict[str, Any]) -> None:
     saved_path = out / "config.json"
     if not saved_path.is_file():
         return
     saved = json.loads(saved_path.read_text(encoding="utf-8"))
-    current = json.loads(json.dumps(settings.to_dict()))
+    current = json.loads(json.dumps(config))
     changed = sorted(key for key in current.keys() | saved.keys() if current.get(key) != saved.get(key))
     if changed:
         raise ConfigError(f"--resume: options differ from {saved_path} ({', '.join(changed)}); use the same options or a new --out")
 
 
-class StreamRunner:
-    """Runs :func:`stream_part` over every part of a dataset and keeps ``out`` up to date (see the module docstring)."""
+class Runner:
+    """What every stream runner (images here, volumes in :mod:`auxol.stream.volumes`) holds, and how its run starts."""
 
     def __init__(self, model: PromptableModel, settings: StreamSettings, out: str | Path, console: Console | None = None) -> None:
         self.model = model
         self.settings = settings
         self.out = Path(out)
         self.console = console or Console()
+
+    def config(self) -> dict[str, Any]:
+        """What ``config.json`` holds: the settings, and ``runtime``: what ran the frozen model (``torch``, ``openvino``, ``onnx``)."""
+        return {**self.settings.to_dict(), "runtime": self.model.runtime}
+
+    def start(self, resume: bool) -> None:
+        """Write ``out/config.json``; when ``resume``, first check that it holds the current config (else ConfigError)."""
+        config = self.config()
+        if resume:
+            _check_resume_config(self.out, config)
+        write_json(self.out / "config.json", config)
+
+
+class StreamRunner(Runner):
+    """Runs :func:`stream_part` over every part of a dataset and keeps ``out`` up to date (see the module docstring)."""
+
+    def __init__(self, model: PromptableModel, settings: StreamSettings, out: str | Path, console: Console | None = None) -> None:
+        super().__init__(model, settings, out, console)
         self.results: dict[str, PartResult] = {}
 
     def run(self, resume: bool = False) -> StreamSummary:
@@ -127,9 +151,7 @@ class StreamRunner:
             ConfigError: ``resume`` with options other than those in ``out/config.json``.
         """
         listings = load_dataset(self.settings.data)
-        if resume:
-            _check_resume_settings(self.out, self.settings)
-        write_json(self.out / "config.json", self.settings.to_dict())
+        self.start(resume)
         with progress(self.console) as bar:
             task = bar.add_task("stream", total=sum(len(listing.pairs) for listing in listings), status="")
             listed = 0
@@ -196,7 +218,7 @@ class StreamRunner:
 
     def _write_results(self) -> StreamSummary:
         skipped = {part: result.skipped for part, result in self.results.items()}
-        return report.write_results(self.out, self._records(), self._alpha_rows(), skipped)
+        return report.write_results(self.out, self._records(), self._alpha_rows(), skipped, self.model.runtime)
 
     def _status(self) -> str:
         records = self._records()

@@ -23,19 +23,28 @@ Prompts (``VolumeStreamSettings.prompt``):
 Outputs in ``out`` (``<part>`` as in the 2-D stream; part "." writes directly under the
 folders): ``base/<part>/<name>.nii.gz`` and ``auxol/<part>/<name>.nii.gz`` (uint8 0/1 in
 the grid and affine of the input image file), ``results.csv`` (one row per visited
-slice), ``volumes.csv`` (one row per volume), ``summary.json``, ``config.json``, and
-``session/<part>/learner.pt``: the part's learner at the end, for ``auxol predict --session``.
+slice), ``volumes.csv`` (one row per volume), ``summary.json``, ``config.json``,
+``plots/<part>/<name>.png`` (base and AuxOL Dice along the slice index, rectified slices
+shaded), and the part's checkpoint (:class:`~auxol.stream.runner.PartCheckpoint`) in
+``session/<part>/``: ``learner.pt`` (at the end: the part's learner, for ``auxol predict
+--session``), ``stream.json`` (the records so far, the volumes finished) and, while a
+volume is under way, ``volume-<n>.npz`` (its masks so far, :class:`VolumeProgress`; ``n``:
+slices learned). The checkpoint is saved every ``save_every`` slices and after each
+volume, so ``resume=True`` continues an interrupted run, between volumes or inside one,
+and gives the outputs of an uninterrupted run.
 """
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal, get_args
 
 import numpy as np
+from matplotlib.figure import Figure
 from rich.console import Console
 from rich.table import Table
 
@@ -48,10 +57,14 @@ from auxol.errors import ConfigError, DataError
 from auxol.evaluate.metrics import dice, hausdorff
 from auxol.progress import progress, warn
 from auxol.stream.clinician import StreamOptions, is_rectified, rectified_mask
+from auxol.stream.report import save_figure
+from auxol.stream.runner import PartCheckpoint, Runner
+from auxol.stream.settings import StreamSettings
 from auxol.evaluate.volume_metrics import dice_3d, hd95_mm
-from auxol.io import write_csv, write_json
+from auxol.evaluate.outputs import mask_path
+from auxol.io import atomic_open, write_csv, write_json
 from auxol.models import PromptableModel
-from auxol.online import AuxOL, AuxOLConfig
+from auxol.online import AuxOL
 from auxol.propagation import neighbour_prompts, propagate
 from auxol.prompts import Prompt
 
@@ -63,21 +76,15 @@ ACCEPT_DICE = 0.9
 
 
 @dataclass(frozen=True)
-class VolumeStreamSettings:
-    """Everything a volume stream depends on; written to ``config.json``.
+class VolumeStreamSettings(StreamSettings):
+    """A stream run's settings (:class:`~auxol.stream.settings.StreamSettings`) plus what volumes add; written to ``config.json``.
 
     ``prompt``: ``"box"`` or ``"propagate"`` (the module notes); ``stream``: the 2-D
     stream's clinician options, applied per slice; ``label``: the structure's id in the
-    label maps (None: all labels merged); ``window``: the intensity window (None:
-    :func:`auxol.data.volumes.default_window`).
+    label maps (None: all labels merged); ``label_name``: the name it was picked by;
+    ``window``: the intensity window (None: :func:`auxol.data.volumes.default_window`).
     """
 
-    data: str
-    model: str
-    checkpoint: str | None
-    preset: str
-    auxol: AuxOLConfig
-    stream: StreamOptions = field(default_factory=StreamOptions)
     prompt: VolumePrompt = "propagate"
     label: int | None = None
     label_name: str | None = None
@@ -86,9 +93,6 @@ class VolumeStreamSettings:
     def __post_init__(self) -> None:
         if self.prompt not in get_args(VolumePrompt):
             raise ConfigError(f"--prompt must be box or propagate for volumes, got {self.prompt!r}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "auxol": self.auxol.to_dict()}
 
 
 @dataclass
@@ -140,41 +144,117 @@ def visit_order(truth: np.ndarray, prompt: VolumePrompt, options: StreamOptions,
             yield index, prompts
 
 
-class VolumeStreamRunner:
+@dataclass
+class VolumeProgress:
+    """A volume streamed so far: bool (slices, rows, columns) ``base`` and ``shown`` masks, and the accepted mask of each visited slice."""
+
+    base: np.ndarray
+    shown: np.ndarray
+    accepted: dict[int, np.ndarray]
+
+    def write(self, path: Path) -> None:
+        """Save to ``path`` (``.npz``, atomically; the accepted masks in visiting order)."""
+        with atomic_open(path, "wb") as handle:
+            np.savez_compressed(
+                handle, base=self.base, shown=self.shown, visited=np.array(list(self.accepted), dtype=np.int64),
+                accepted=np.array(list(self.accepted.values()), dtype=bool).reshape(-1, *self.base.shape[1:]),
+            )
+
+    @classmethod
+    def read(cls, path: Path) -> VolumeProgress:
+        try:
+            with np.load(path) as saved:
+                return cls(saved["base"], saved["shown"], dict(zip(saved["visited"].tolist(), saved["accepted"])))
+        except (OSError, ValueError, KeyError) as error:
+            raise DataError(f"{path}: cannot read the volume's saved progress ({error}); run again without --resume") from None
+
+
+class VolumeStreamRunner(Runner):
     """Streams the slices of every volume of every volume part of ``settings.data`` (see the module docstring)."""
 
+    settings: VolumeStreamSettings
+
     def __init__(self, model: PromptableModel, settings: VolumeStreamSettings, out: str | Path, console: Console | None = None) -> None:
-        self.model = model
-        self.settings = settings
-        self.out = Path(out)
-        self.console = console or Console()
+        super().__init__(model, settings, out, console)
         self.slices: list[SliceRecord] = []
         self.volumes: list[dict[str, Any]] = []
         self.skipped: list[str] = []
 
-    def run(self) -> dict[str, Any]:
-        """Stream every volume; returns the summary. DataError when no volume could be streamed."""
+    def run(self, resume: bool = False) -> dict[str, Any]:
+        """Stream every volume; returns the summary.
+
+        ``resume``: continue from each part's checkpoint in ``out/session/`` (the outputs
+        are those of an uninterrupted run). Raises DataError when no volume could be
+        streamed, ConfigError when ``resume`` meets other settings than ``out/config.json``.
+        """
         parts = volume_parts(self.settings.data)
         if not parts:
             raise DataError(f"{self.settings.data}: no volumes (images/ with NIfTI files or DICOM series folders)")
-        write_json(self.out / "config.json", self.settings.to_dict())
+        self.start(resume)
         listed = [(name, find_volume_pairs(root / "images", root / "masks")) for name, root in parts]
         with progress(self.console) as bar:
             task = bar.add_task("stream", total=None, status="")
             for name, pairs in listed:
-                learner = AuxOL(self.model, self.settings.auxol)
-                rng = np.random.default_rng(self.settings.auxol.seed)
-                for image_path, label_path in pairs:
-                    bar.update(task, status=f"{name}/{volume_stem(image_path)}")
-                    if self._stream_volume(name, image_path, label_path, learner, rng, lambda: bar.advance(task)):
-                        self._write_results()  # finished volumes stay reported if a later one is interrupted
-                if learner.images_seen:
-                    learner.save(self.out / "session" / "learner.pt" if name == "." else self.out / "session" / name / "learner.pt")
+                self._run_part(name, pairs, resume, lambda status: bar.update(task, status=status), lambda: bar.advance(task))
         for reason in self.skipped:
             warn(reason)
         if not self.volumes:
             raise DataError(f"{self.settings.data}: no volume could be streamed ({self.skipped[0] if self.skipped else 'none found'})")
-        return self._write_results()
+        summary = self._write_results()
+        for volume in self.volumes:
+            records = [r for r in self.slices if (r.part, r.volume) == (volume["part"], volume["volume"])]
+            save_figure(_volume_dice_figure(volume, records), mask_path(self.out / "plots", volume["part"], volume["volume"]))
+        return summary
+
+    def _run_part(
+        self, part: str, pairs: list[tuple[Path, Path]], resume: bool, show: Callable[[str], None], advance: Callable[[], None]
+    ) -> None:
+        """Stream the volumes of one part with one learner, from its checkpoint when ``resume`` finds one."""
+        checkpoint = PartCheckpoint(self.out, part)
+        state = checkpoint.read_state() if resume and checkpoint.exists() else None
+        rng = np.random.default_rng(self.settings.auxol.seed)
+        first_skip = len(self.skipped)
+        if state is None:
+            checkpoint.remove()
+            for stale in checkpoint.folder.glob("volume-*.npz"):
+                stale.unlink()
+            learner, done, ongoing = AuxOL(self.model, self.settings.auxol), 0, None
+        else:
+            self.slices += [SliceRecord(**record) for record in state["records"]]
+            self.volumes += state["volumes"]
+            self.skipped += state["skipped"]
+            rng.bit_generator.state = state["rng"]
+            if state["done"]:
+                return
+            learner, done = checkpoint.load_learner(self.model, state), state["volumes_done"]
+            ongoing = VolumeProgress.read(checkpoint.folder / f"volume-{state['next']}.npz") if state["in_volume"] else None
+
+        def save(volumes_done: int, in_volume: VolumeProgress | None = None, finished: bool = False) -> None:
+            """Checkpoint the part: ``volumes_done`` volumes finished, and ``in_volume``, the next one's progress, if any."""
+            if not learner.images_seen:
+                return  # nothing learned yet: a resume starts the part again
+            if in_volume is not None:
+                in_volume.write(checkpoint.folder / f"volume-{learner.images_seen}.npz")
+            checkpoint.save(learner, rng, [r for r in self.slices if r.part == part], finished, {
+                "volumes_done": volumes_done, "in_volume": in_volume is not None,
+                "volumes": [v for v in self.volumes if v["part"] == part], "skipped": self.skipped[first_skip:],
+            })
+            for stale in checkpoint.folder.glob("volume-*.npz"):  # only the one the state names is kept
+                if in_volume is None or stale.name != f"volume-{learner.images_seen}.npz":
+                    stale.unlink()
+
+        for number, (image_path, label_path) in enumerate(pairs[done:], start=done):
+            show(f"{part}/{volume_stem(image_path)}")
+
+            def after_slice(in_volume: VolumeProgress) -> None:
+                if learner.images_seen % self.settings.save_every == 0:
+                    save(number, in_volume)
+
+            if self._stream_volume(part, image_path, label_path, learner, rng, ongoing, after_slice, advance):
+                self._write_results()  # finished volumes stay reported if a later one is interrupted
+            ongoing = None
+            save(number + 1)
+        save(len(pairs), finished=True)
 
     def _load(self, image_path: Path, label_path: Path) -> tuple[Volume, np.ndarray] | None:
         """The image volume and the bool truth of the structure, or None (reason in ``skipped``)."""
@@ -192,9 +272,13 @@ class VolumeStreamRunner:
         return volume, truth
 
     def _stream_volume(
-        self, part: str, image_path: Path, label_path: Path, learner: AuxOL, rng: np.random.Generator, advance: Callable[[], None]
+        self, part: str, image_path: Path, label_path: Path, learner: AuxOL, rng: np.random.Generator,
+        ongoing: VolumeProgress | None, after_slice: Callable[[VolumeProgress], None], advance: Callable[[], None],
     ) -> bool:
-        """Stream one volume's slices and write its label volumes; False when it was skipped."""
+        """Stream one volume's slices (after those of ``ongoing``, a resumed volume) and write its label volumes.
+
+        ``after_slice`` is called with the volume's progress after each slice. False when the volume was skipped.
+        """
         loaded = self._load(image_path, label_path)
         if loaded is None:
             return False
@@ -203,25 +287,26 @@ class VolumeStreamRunner:
         window = self.settings.window if self.settings.window is not None else default_window(volume)
         pixels = to_uint8(volume.array, window)
         spacing = volume.spacing[1:]
-        base = np.zeros(truth.shape, bool)
-        shown = np.zeros(truth.shape, bool)
-        accepted: dict[int, np.ndarray] = {}
+        now = ongoing or VolumeProgress(np.zeros(truth.shape, bool), np.zeros(truth.shape, bool), {})
         began = time.perf_counter()
-        records = []
-        for order, (index, prompts) in enumerate(visit_order(truth, self.settings.prompt, options, accepted)):
-            record, accepted[index] = self._stream_slice(part, name, index, order, pixels, truth[index], prompts, learner, rng, spacing, base, shown)
-            records.append(record)
+        visits = visit_order(truth, self.settings.prompt, options, now.accepted)
+        for order, (index, prompts) in enumerate(itertools.islice(visits, len(now.accepted), None), start=len(now.accepted)):
+            record, now.accepted[index] = self._stream_slice(
+                part, name, index, order, pixels, truth[index], prompts, learner, rng, spacing, now.base, now.shown
+            )
+            self.slices.append(record)
             advance()
+            after_slice(now)
         seconds = time.perf_counter() - began
-        self.slices += records
-        self._write_volumes(part, name, volume, base, shown)
+        records = [r for r in self.slices if (r.part, r.volume) == (part, name)]
+        self._write_volumes(part, name, volume, now.base, now.shown)
         self.volumes.append({
             "part": part, "volume": name, "slices": truth.shape[0], "slices_with_structure": int(truth.any(axis=(1, 2)).sum()),
             "slices_visited": len(records), "slices_rectified": sum(r.rectified for r in records),
             "base_needing_correction": sum(r.base_dice < ACCEPT_DICE for r in records),
             "auxol_needing_correction": sum(r.auxol_dice < ACCEPT_DICE for r in records),
-            "base_dice_3d": dice_3d(base, truth), "auxol_dice_3d": dice_3d(shown, truth),
-            "base_hd95_mm": hd95_mm(base, truth, volume.spacing), "auxol_hd95_mm": hd95_mm(shown, truth, volume.spacing),
+            "base_dice_3d": dice_3d(now.base, truth), "auxol_dice_3d": dice_3d(now.shown, truth),
+            "base_hd95_mm": hd95_mm(now.base, truth, volume.spacing), "auxol_hd95_mm": hd95_mm(now.shown, truth, volume.spacing),
             "seconds": seconds, "seconds_per_slice": seconds / max(len(records), 1),
         })
         return True
@@ -270,6 +355,7 @@ class VolumeStreamRunner:
             "overall": _summarize(self.volumes, self.slices),
             "accept_dice": ACCEPT_DICE,
             "skipped": self.skipped,
+            "runtime": self.model.runtime,
         }
         write_json(self.out / "summary.json", summary)
         return summary
@@ -297,6 +383,31 @@ def _summarize(volumes: list[dict[str, Any]], slices: list[SliceRecord]) -> dict
             "total": mean(s.embed_seconds + s.decode_seconds + s.predict_seconds + s.learn_seconds for s in slices),
         },
     }
+
+
+def _volume_dice_figure(volume: dict[str, Any], records: list[SliceRecord]) -> Figure:
+    """Base and AuxOL Dice of each visited slice of ``volume`` (a ``volumes.csv`` row) along the slice index.
+
+    Rectified slices are shaded, the seed slice is a dashed line, ``ACCEPT_DICE`` a dotted one.
+    """
+    figure = Figure(figsize=(8, 4.3), layout="constrained")
+    axes = figure.add_subplot()
+    rows = sorted(records, key=lambda record: record.slice)
+    index = [row.slice for row in rows]
+    rectified = [row.slice for row in rows if row.rectified]
+    axes.bar(rectified, 1.04, bottom=-0.02, width=0.8, color="tab:orange", alpha=0.2, label="rectified slice")
+    axes.plot(index, [row.base_dice for row in rows], "o-", linewidth=3, markersize=7, alpha=0.6,
+              label=f"base (3-D Dice {volume['base_dice_3d']:.3f})")
+    axes.plot(index, [row.auxol_dice for row in rows], "s--", linewidth=1.2, markersize=4, label=f"AuxOL (3-D Dice {volume['auxol_dice_3d']:.3f})")
+    seed = min(records, key=lambda record: record.order).slice
+    axes.axvline(seed, color="gray", linestyle="--", linewidth=1, label=f"seed slice {seed}")
+    axes.axhline(ACCEPT_DICE, color="black", linestyle=":", linewidth=0.8, label=f"Dice {ACCEPT_DICE}")
+    axes.set(
+        xlabel="slice index", ylabel="Dice with the truth", xlim=(-0.5, volume["slices"] - 0.5), ylim=(-0.02, 1.02),
+        title=f"{volume['volume']}: Dice per slice ({len(rectified)} of {len(rows)} visited slices rectified)",
+    )
+    figure.legend(loc="outside lower center", fontsize=8, ncols=5)
+    return figure
 
 
 def summary_table(summary: dict[str, Any]) -> Table:
