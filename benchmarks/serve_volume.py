@@ -12,7 +12,7 @@ walks up from that slice and down from it, each slice prompted with
 the reference slice, as a person correcting every slice would. The walk stops where the
 reference has no structure (the person sees it ended). Finally downloads the label
 volume and scores it against the reference, aligned by their geometry (read back with
-auxol's own reader). Prints seconds per request (from request sent to answer read) and
+auxol's own reader), and for a DICOM series its DICOM SEG. Prints seconds per request (from request sent to answer read) and
 the Dice of each propagated slice; ``--json`` writes them too.
 """
 
@@ -31,6 +31,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+import pydicom
 from PIL import Image
 from rich.console import Console
 from rich.table import Table
@@ -110,13 +111,19 @@ def run(image_path: Path, truth: np.ndarray, correct: bool, label_path: Path, la
                 labels_file.write_bytes(reply.content)
                 downloaded = read_volume(labels_file)
                 reference = select_structure(read_labels(label_path, downloaded), label)  # aligned by geometry
+                seg = {}
+                if image_path.is_dir():  # a DICOM series: its DICOM SEG too
+                    reply, seg_s = timed(lambda: client.get(f"/api/volumes/{key}/labels.seg.dcm", params={"structure": "liver"}))
+                    dataset = pydicom.dcmread(io.BytesIO(reply.content))
+                    seg = {"seg_download_s": seg_s, "seg_frames": int(dataset.NumberOfFrames),
+                           "seg_referenced_slices": len(dataset.ReferencedSeriesSequence[0].ReferencedInstanceSequence)}
                 status = client.get("/api/status").json()
         finally:
             server.terminate()
             server.wait(timeout=60)
     return {
         "upload_s": upload_s, "upload_mb": len(data) / 2**20, "slices": rows, "download_s": download_s,
-        "images_learned": status["images_learned"], "label_volume_vs_reference_dice_3d": dice_3d(downloaded.array > 0, reference),
+        "images_learned": status["images_learned"], "label_volume_vs_reference_dice_3d": dice_3d(downloaded.array > 0, reference), **seg,
     }
 
 
@@ -151,6 +158,9 @@ def main() -> None:
     if learns:
         table.add_row(f"correction (median of {len(learns)})", f"{np.median(learns):.3f}", "")
     table.add_row("download labels", f"{figures['download_s']:.2f}", f"{figures['label_volume_vs_reference_dice_3d']:.4f} 3-D")
+    if "seg_download_s" in figures:
+        table.add_row(f"download DICOM SEG ({figures['seg_frames']} frames, {figures['seg_referenced_slices']} slices referenced)",
+                      f"{figures['seg_download_s']:.2f}", "")
     Console(width=160).print(table)
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2))

@@ -50,6 +50,28 @@ def test_tiny_model_through_each_runtime_gives_torch_logits(name):
     np.testing.assert_allclose(actual, expected, atol=1e-4)
 
 
+@pytest.mark.parametrize("method", ["lora", "adapter"])
+def test_a_fine_tuned_model_runs_through_the_runtime_with_its_peft_weights(method):
+    from auxol.finetune.config import MethodConfig
+    from auxol.finetune.peft_setup import prepare
+    from test_finetune_tiny import tiny_model as tiny_vit
+
+    model = tiny_vit()
+    plain_digest = weights_digest(model)
+    prepare(model, MethodConfig(method, "encoder,decoder"))
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if "lora_" in name or ".adapter." in name:
+                parameter.add_(torch.randn_like(parameter) * 0.1)  # stands in for training
+    model.eval().requires_grad_(False)
+    assert weights_digest(model) != plain_digest  # its own graphs, not the base model's
+    expected, actual = torch_and_runtime_logits(model, "openvino")
+    np.testing.assert_allclose(actual, expected, atol=1e-4)
+    plain, _ = torch_and_runtime_logits(tiny_vit(), "openvino")
+    assert np.abs(plain - expected).max() > 0.01  # the PEFT weights matter, so the check above can fail
+
+
 def test_embedded_litemedsam_through_the_default_runtime_gives_torch_masks():
     model = load_model("litemedsam", device="cpu")
     image, truth = disk_image()

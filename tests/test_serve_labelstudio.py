@@ -21,7 +21,8 @@ from auxol.evaluate.metrics import dice
 from auxol.prompts import DEFAULT_BOX_MARGIN, prompts_from_mask
 from auxol.serve.labelstudio_format import LabelConfig, prompts_from_results
 from auxol.serve.rle import decode, encode, mask_to_rle, rle_to_mask
-from auxol.serve.sources import TaskImages
+from auxol.serve.labelstudio_webhook import WebhookAuthorizer
+from auxol.serve.sources import LabelStudioAuth, TaskImages
 from conftest import disk_image
 from test_serve_support import client_for, ellipse_mask, open_sessions, png, read_rows
 
@@ -291,3 +292,61 @@ def test_webhook_journals_and_the_worker_learns(tmp_path):
     [box] = prompts_from_mask(other_truth, "box", box_margin=DEFAULT_BOX_MARGIN)  # the mask's box, 4 px wider per side
     assert box.box == (86.0, 56.0, 154.0, 124.0)
     assert float(rows[1]["base_dice"]) == pytest.approx(dice(ellipse_mask((160, 200), box.box), other_truth))  # 0.861
+
+
+class FakeLabelStudioApi(BaseHTTPRequestHandler):
+    """Label Studio's ML-backend and webhook lists of project 1, under /ls, for ``Token legacy``; records each PATCH."""
+
+    backends: ClassVar[list[dict]] = []
+    hooks: ClassVar[list[dict]] = []
+    patches: ClassVar[list[tuple[str, dict]]] = []
+
+    def _answer(self, body: object, status: int = 200) -> None:
+        self.send_response(status)
+        self.end_headers()
+        self.wfile.write(json.dumps(body).encode())
+
+    def do_GET(self) -> None:
+        if self.headers.get("Authorization") != "Token legacy":
+            return self._answer({"detail": "no"}, 401)
+        lists = {"/ls/api/ml/?project=1": self.backends, "/ls/api/webhooks/?project=1": self.hooks}
+        self._answer(lists.get(self.path, []))
+
+    def do_PATCH(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        FakeLabelStudioApi.patches.append((self.path, body))
+        self._answer(body)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def test_the_ml_webhook_gets_the_servers_key_only_when_it_is_surely_ours(caplog):
+    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeLabelStudioApi)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    auth = LabelStudioAuth(f"http://127.0.0.1:{server.server_address[1]}/ls", "legacy")
+    ours = {"id": 5, "url": "http://auxol:9000/webhook", "headers": {"X-Other": "kept"}}
+    someone_elses = {"id": 6, "url": "http://elsewhere/hook", "headers": {}}
+    try:
+        FakeLabelStudioApi.backends, FakeLabelStudioApi.hooks, FakeLabelStudioApi.patches = [], [], []
+        authorizer = WebhookAuthorizer(auth, "KEY")
+        authorizer.ensure("1")  # the backend is not saved yet (Label Studio's first /setup): nothing, try later
+        FakeLabelStudioApi.backends = [{"url": "http://auxol:9000/"}]
+        authorizer.ensure("1")  # saved, webhook not created yet
+        FakeLabelStudioApi.hooks = [ours, someone_elses]
+        authorizer.ensure("1")
+        authorizer.ensure("1")  # settled: asks nothing again
+        assert FakeLabelStudioApi.patches == [("/ls/api/webhooks/5/", {"headers": {"X-Other": "kept", "Authorization": "Bearer KEY"}})]
+
+        FakeLabelStudioApi.patches = []
+        FakeLabelStudioApi.backends = [{"url": "http://auxol:9000"}, {"url": "http://auxol:9001"}]
+        WebhookAuthorizer(auth, "KEY").ensure("1")  # two backends: which is us? the key goes nowhere
+        assert FakeLabelStudioApi.patches == [] and "has 2 ML backends" in caplog.text
+        WebhookAuthorizer(LabelStudioAuth(auth.url, "wrong"), "KEY").ensure("1")  # refused: logged, not raised
+        assert "cannot set the webhook's Authorization header (HTTP Error 401" in caplog.text
+        WebhookAuthorizer(auth, None).ensure("1")  # no key: nothing to set
+        WebhookAuthorizer(None, "KEY").ensure("1")  # no Label Studio token: nothing it can do
+        assert FakeLabelStudioApi.patches == []
+    finally:
+        server.shutdown()
+        server.server_close()

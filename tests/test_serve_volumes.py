@@ -231,5 +231,34 @@ def test_a_corrected_slice_survives_kill_9(tmp_path):
 def test_the_page_offers_a_volume_with_a_slice_slider_and_propagation(tmp_path):
     with client_for(open_sessions(tmp_path)) as client:
         page = client.get("/").text
-    for needed in ('id="volumeFile"', 'id="slice"', "/api/volumes", "labels.nii.gz", '"propagate"', "volume_id"):
+    for needed in ('id="volumeFile"', 'id="slice"', "/api/volumes", "labels`", ".nii.gz", ".seg.dcm", '"propagate"', "volume_id"):
         assert needed in page, needed
+
+
+def test_a_dicom_series_labels_download_as_a_dicom_seg_referencing_its_slices(tmp_path):
+    import pydicom
+
+    hu = np.full((6, 24, 20), -100.0)
+    hu[:, 6:18, 4:14] = 60
+    files = write_dicom_series(tmp_path / "series", hu)
+    series_uid = pydicom.dcmread(files[0]).SeriesInstanceUID
+    with client_for(open_sessions(tmp_path / "sessions")) as client:
+        key = upload(client, "ct.zip", zipped({"ct": tmp_path / "series"})).json()["volume_id"]
+        empty = client.get(f"/api/volumes/{key}/labels.seg.dcm")
+        assert empty.status_code == 400 and "no slice has a mask yet" in empty.json()["error"]
+        truth = hu[2] > 0
+        assert predict_slice(client, key, 2, box=bbox(truth)).status_code == 200
+        assert correct_slice(client, key, 2, truth).status_code == 202
+        reply = client.get(f"/api/volumes/{key}/labels.seg.dcm", params={"structure": "liver"})
+        assert reply.status_code == 200, reply.text
+        seg = pydicom.dcmread(io.BytesIO(reply.content))
+        assert seg.Modality == "SEG" and seg.SegmentSequence[0].SegmentLabel == "liver"
+        assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == series_uid
+        assert len(seg.ReferencedSeriesSequence[0].ReferencedInstanceSequence) == 6  # every slice of the series
+        assert int(seg.NumberOfFrames) == 1 and np.array_equal(seg.pixel_array > 0, truth)  # the one corrected slice
+        bad = client.get(f"/api/volumes/{key}/labels.seg.dcm", params={"structure": "x\n(0008,0060)"})
+        assert bad.status_code == 400 and "structure" in bad.json()["error"]
+        nifti_key = upload(client, "ball.nii.gz", nifti_bytes(tmp_path)).json()["volume_id"]
+        refused = client.get(f"/api/volumes/{nifti_key}/labels.seg.dcm")
+        assert refused.status_code == 400 and "is not a DICOM series" in refused.json()["error"]
+    assert not list((tmp_path / "sessions" / "default" / "volumes").glob(".upload-*"))  # the scratch folders are gone

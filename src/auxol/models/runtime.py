@@ -26,6 +26,7 @@ import json
 import os
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -44,25 +45,43 @@ Runtime = Literal["auto", "torch", "openvino", "onnx"]
 RUNTIMES: tuple[str, ...] = ("auto", "torch", "openvino", "onnx")
 _MODULES = {"openvino": "openvino", "onnx": "onnxruntime"}
 ENCODER_FILE, DECODER_FILE, MANIFEST_FILE = "encoder.onnx", "decoder.onnx", "manifest.json"
+MAX_SHAPES = 8
+"""OpenVINO: input shapes a graph stays compiled for (the decoder sees one per prompt kind:
+box, n points, box and n points); the oldest is dropped beyond it."""
 
 Graph = Callable[..., np.ndarray]
 """A compiled graph: float32 arrays in the graph's input order -> its first output."""
 
 
 def _open_openvino(path: Path, threads: int) -> Graph:
+    """``path`` compiled by OpenVINO once per input shape (a graph compiled for fixed shapes
+    runs the LiteMedSAM decoder ~1.3x faster than the dynamic one: 40 vs 52 ms)."""
     import openvino
 
     core = openvino.Core()
     core.set_property({"CACHE_DIR": str(path.parent / "openvino-cache")})  # compiled blobs: ~4x faster start next time
-    compiled = core.compile_model(
-        str(path), "CPU", {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
-    )
+    config = {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
+    compiled: dict[tuple[tuple[int, ...], ...], object] = {}
+    lock = threading.Lock()
+
+    def for_shapes(shapes: tuple[tuple[int, ...], ...]):
+        with lock:
+            if shapes not in compiled:
+                if len(compiled) >= MAX_SHAPES:
+                    compiled.pop(next(iter(compiled)))
+                graph = core.read_model(str(path))
+                graph.reshape({port.get_any_name(): list(shape) for port, shape in zip(graph.inputs, shapes)})
+                compiled[shapes] = core.compile_model(graph, "CPU", config)
+            return compiled[shapes]
 
     def run(*arrays: np.ndarray) -> np.ndarray:
-        request = compiled.create_infer_request()  # one per call: requests are not thread-safe
+        request = for_shapes(tuple(array.shape for array in arrays)).create_infer_request()  # requests are not thread-safe
         request.infer(list(arrays))
         return request.get_output_tensor(0).data.copy()
 
+    inputs = core.read_model(str(path)).inputs
+    if all(port.get_partial_shape().is_static for port in inputs):  # the encoder: compiled now, not on first use
+        for_shapes(tuple(tuple(port.get_shape()) for port in inputs))
     return run
 
 
@@ -95,8 +114,15 @@ class CompiledGraphs:
         return torch.from_numpy(self.encoder(_array(inputs)))
 
     def decode(self, features: torch.Tensor, sparse: torch.Tensor, dense: torch.Tensor) -> torch.Tensor:
-        """Features (1, 256, 64, 64), prompts (N, k, 256) and (N, 256, 64, 64) -> logits (N, 1, 256, 256)."""
-        return torch.from_numpy(self.decoder(_array(features), _array(sparse), _array(dense)))
+        """Features (1, 256, 64, 64), prompts (N, k, 256) and (N, 256, 64, 64) -> logits (N, 1, 256, 256).
+
+        One prompt at a time: SAM's decoder repeats the features per prompt, so a batch
+        costs N single decodes anyway, and a graph compiled for N = 1 is faster (OpenVINO,
+        LiteMedSAM, 6 boxes: 248 ms one by one vs 348 ms as one dynamic batch).
+        """
+        features, sparse, dense = _array(features), _array(sparse), _array(dense)
+        logits = [self.decoder(features, sparse[i : i + 1], dense[i : i + 1]) for i in range(len(sparse))]
+        return torch.from_numpy(np.concatenate(logits))
 
 
 def _array(tensor: torch.Tensor) -> np.ndarray:

@@ -26,6 +26,9 @@ parameter; default ``default``, see :mod:`auxol.serve.sessions`).
 ``GET /api/volumes/{id}``                  its summary and each slice's state and image id
 ``GET /api/volumes/{id}/slices/{k}``       slice k as a base64 PNG, with its accepted mask
 ``GET /api/volumes/{id}/labels.nii.gz``    the label volume (uint8 0/1, the input's grid)
+``GET /api/volumes/{id}/labels.seg.dcm``   for a DICOM series: the label volume as a DICOM
+                                           SEG referencing its slices (``structure``:
+                                           the segment's name)
 ``GET /api/status``                        the session's counters (:meth:`ServeSession.status`)
 ``GET /api/sessions``                      ``{"sessions": [{"name": ..., counters}, ...]}``
 ``GET /api/health``                        ``{"status": "ok"}``
@@ -38,6 +41,7 @@ Volumes are :mod:`auxol.serve.volumes` (each slice an image of the session).
 from __future__ import annotations
 
 import json
+import re
 from importlib import resources
 from typing import Annotated, Any
 
@@ -54,12 +58,14 @@ from auxol.serve.encoding import decode_image, decode_mask, image_png_base64, ma
 from auxol.serve.limits import Limits
 from auxol.serve.session import ServeSession
 from auxol.serve.sessions import Sessions
-from auxol.serve.volume_upload import read_uploaded_volume
 from auxol.serve.volumes import Neighbour, SessionVolumes
 
 SessionField = Annotated[str | None, Form(description="Session name (default: 'default'); or the query parameter.")]
 VolumeField = Annotated[str | None, Form(description="Id of a volume received before (POST /api/volumes), with 'slice'.")]
 SliceField = Annotated[int | None, Form(alias="slice", description="Axial slice index of the volume, 0 = the most inferior.")]
+
+STRUCTURE_NAME = re.compile(r"[A-Za-z0-9_ -]{1,64}")
+"""A DICOM SEG's segment label (a DICOM LO value: at most 64 characters)."""
 
 PROMPTS_FORMAT = '[{"box": [x1, y1, x2, y2]}, {"points": [[x, y], ...], "labels": [1, 0, ...]}]'
 
@@ -221,10 +227,8 @@ def api_router(sessions: Sessions, limits: Limits) -> APIRouter:
         """Receive a volume: its slices become images of the session; returns its id (see :mod:`auxol.serve.volumes`)."""
         served = pick(request, session)
         name = volume.filename or "volume"
-        window_range = parse_window(window, "window")
-        read = read_uploaded_volume(volume.file, name, limits)
         volumes = SessionVolumes(served)
-        record, created = volumes.add(read, name, window_range)
+        record, created = volumes.receive(volume.file, name, limits, parse_window(window, "window"))
         if not created:
             response.status_code = 200
         return volumes.summary(record)
@@ -259,7 +263,17 @@ def api_router(sessions: Sessions, limits: Limits) -> APIRouter:
         volumes = SessionVolumes(pick(request))
         record = volumes.get(volume_id)
         path = volumes.write_labels(record)
-        return FileResponse(path, media_type="application/gzip", filename=record.labels_name)
+        return FileResponse(path, media_type="application/gzip", filename=record.labels_name(".nii.gz"))
+
+    @router.get("/api/volumes/{volume_id}/labels.seg.dcm")
+    def volume_labels_seg(request: Request, volume_id: str, structure: str = "structure") -> FileResponse:
+        """The label volume of a DICOM series as a DICOM SEG referencing its slices; ``structure`` names the segment."""
+        if not STRUCTURE_NAME.fullmatch(structure):
+            raise DataError(f"structure {structure!r}: use 1 to 64 letters, digits, spaces, '_' or '-'")
+        volumes = SessionVolumes(pick(request))
+        record = volumes.get(volume_id)
+        path = volumes.write_labels_seg(record, structure)
+        return FileResponse(path, media_type="application/dicom", filename=record.labels_name(".seg.dcm"))
 
     @router.get("/api/status")
     def status(request: Request) -> dict[str, Any]:

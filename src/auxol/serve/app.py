@@ -29,6 +29,7 @@ from auxol.errors import AuxolError
 from auxol.serve.api import api_router
 from auxol.serve.guards import LimitBody, RequireApiKey, log_refusal
 from auxol.serve.labelstudio import LabelStudioBackend, label_studio_router
+from auxol.serve.labelstudio_webhook import WebhookAuthorizer
 from auxol.serve.limits import LimitError, Limits
 from auxol.serve.session import NothingToCorrectError, UnknownImageError
 from auxol.serve.sessions import Sessions
@@ -93,7 +94,8 @@ def create_app(
         return JSONResponse({"error": f"internal error ({type(error).__name__}); see the server log"}, status_code=500)
 
     app.include_router(api_router(sessions, limits))
-    app.include_router(label_studio_router(LabelStudioBackend(sessions, images, limits)))
+    backend = LabelStudioBackend(sessions, images, limits, WebhookAuthorizer(images.auth, api_key))
+    app.include_router(label_studio_router(backend))
     app.add_middleware(LimitBody, limit=limits.max_body_bytes, reason=limits.body_error())
     if api_key:
         app.add_middleware(RequireApiKey, key=api_key)  # added last: runs first

@@ -59,6 +59,7 @@ from auxol.serve.labelstudio_format import (
     mask_from_results,
     prompts_from_results,
 )
+from auxol.serve.labelstudio_webhook import WebhookAuthorizer
 from auxol.serve.limits import Limits
 from auxol.serve.session import ServeSession
 from auxol.serve.sessions import Sessions
@@ -134,12 +135,14 @@ def task_prompts(task: Task, context: Annotation | None, height: int, width: int
 
 
 class LabelStudioBackend:
-    """The ML backend's behaviour on ``sessions``; ``images`` reads the tasks' images, within ``limits``."""
+    """The ML backend's behaviour on ``sessions``; ``images`` reads the tasks' images, within ``limits``;
+    ``webhooks`` gives each project's webhook this server's key (:mod:`auxol.serve.labelstudio_webhook`)."""
 
-    def __init__(self, sessions: Sessions, images: TaskImages, limits: Limits) -> None:
+    def __init__(self, sessions: Sessions, images: TaskImages, limits: Limits, webhooks: WebhookAuthorizer) -> None:
         self.sessions = sessions
         self.images = images
         self.limits = limits
+        self.webhooks = webhooks
         self.label_configs: dict[str, LabelConfig] = {}
         self._image_ids: OrderedDict[tuple[str, str], str] = OrderedDict()
         self._lock = threading.Lock()
@@ -180,6 +183,7 @@ class LabelStudioBackend:
     def setup(self, request: SetupRequest) -> dict[str, Any]:
         project = project_id(request.project)
         self._config(project, request.label_config)
+        self.webhooks.ensure_soon(project)
         return {"model_version": self.model_version(self.session(project))}
 
     def versions(self, project: str | None) -> dict[str, Any]:
@@ -192,6 +196,7 @@ class LabelStudioBackend:
     def predict(self, request: PredictRequest) -> dict[str, Any]:
         project = project_id(request.project)
         config = self._config(project, request.label_config)
+        self.webhooks.ensure_soon(project)
         session = self.session(project)
         results, errors = [], []
         for task in request.tasks:

@@ -75,6 +75,21 @@ class LabelStudioAuth:
                 self._access = self._exchange()
             return f"Bearer {self._access}"
 
+    def send(self, request: urllib.request.Request, limit: int) -> bytes:
+        """The body of Label Studio's answer to ``request`` sent with this token (see :func:`_send`).
+
+        A personal access token is exchanged again, and the request sent once more, when
+        Label Studio answers 401 (the access token expired).
+        """
+        request.add_header("Authorization", self.header())
+        try:
+            return _send(request, limit)
+        except urllib.error.HTTPError as error:
+            if error.code != 401 or not is_personal_access_token(self.token):
+                raise
+        request.add_header("Authorization", self.header(renew=True))
+        return _send(request, limit)
+
     def _exchange(self) -> str:
         request = urllib.request.Request(
             self.url + REFRESH_PATH, data=json.dumps({"refresh": self.token}).encode(), method="POST",
@@ -170,22 +185,31 @@ class TaskImages:
         path = Path(reference).resolve()
         return path if any(path.is_relative_to(root) for root in self.files_roots) else None
 
-    def _fetch(self, url: str, renew: bool = False) -> bytes:
-        request = urllib.request.Request(url)
-        if self.auth is not None:
-            request.add_header("Authorization", self.auth.header(renew))
+    def _fetch(self, url: str) -> bytes:
+        request, limit = urllib.request.Request(url), self.limits.max_body_bytes
         try:
-            with _OPENER.open(request, timeout=FETCH_TIMEOUT_S) as response:
-                data = response.read(self.limits.max_body_bytes + 1)
+            data = self.auth.send(request, limit) if self.auth is not None else _send(request, limit)
         except urllib.error.HTTPError as error:
-            if error.code == 401 and self.auth is not None and not renew and is_personal_access_token(self.auth.token):
-                return self._fetch(url, renew=True)
             raise DataError(f"cannot fetch task image {url} (HTTP {error.code} {error.reason})") from None
-        except (urllib.error.URLError, OSError) as error:
-            raise DataError(f"cannot fetch task image {url} ({getattr(error, 'reason', error)})") from None
-        if len(data) > self.limits.max_body_bytes:
+        except DataError as error:
+            raise DataError(f"cannot fetch task image {url} ({error})") from None
+        if len(data) > limit:
             raise DataError(f"task image {url}: {self.limits.body_error().replace('request body', 'image')}")
         return data
+
+
+def _send(request: urllib.request.Request, limit: int) -> bytes:
+    """The body of the answer to ``request`` (at most ``limit`` + 1 bytes, so a longer one shows); redirects refused.
+
+    Raises urllib's HTTPError for an HTTP error status, DataError when no answer came.
+    """
+    try:
+        with _OPENER.open(request, timeout=FETCH_TIMEOUT_S) as response:
+            return response.read(limit + 1)
+    except urllib.error.HTTPError:
+        raise
+    except (urllib.error.URLError, OSError) as error:
+        raise DataError(str(getattr(error, "reason", error))) from None
 
 
 def _data_uri_bytes(uri: str) -> bytes:

@@ -1,8 +1,9 @@
 """An uploaded volume's bytes in: a NIfTI file, or a zip of one DICOM series, read by the package's own reader.
 
-The upload is unpacked into a temporary folder and read with
+The upload is unpacked into a folder the caller gives (and later deletes, or keeps: a
+DICOM series' files are what a DICOM SEG references) and read with
 :func:`auxol.data.volumes.read_volume` (geometry, axial layout, rescale), so an upload
-obeys the rules of a volume on disk; the folder is deleted afterwards. Before anything
+obeys the rules of a volume on disk. Before anything
 costly, its size is checked against :class:`~auxol.serve.limits.Limits`: a NIfTI's
 shape from its header, a zip's central directory and unpacked size from its directory,
 each DICOM slice's Rows x Columns from its header before any pixel is decoded.
@@ -10,7 +11,7 @@ each DICOM slice's Rows x Columns from its header before any pixel is decoded.
 A zip member is never written under its own name: members are unpacked as numbered
 files of one flat folder, and a name that is absolute or climbs out of the archive
 (``..``) refuses the whole upload. Errors name the upload (and the member), never the
-temporary files.
+folder's files.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ import math
 import re
 import shutil
 import struct
-import tempfile
 import zipfile
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
@@ -47,8 +47,11 @@ def upload_kind(name: str) -> str:
     raise DataError(f"{name}: not a volume upload; send a .nii or .nii.gz file, or a .zip of one DICOM series")
 
 
-def read_uploaded_volume(handle: BinaryIO, name: str, limits: Limits) -> Volume:
-    """The :class:`Volume` in an uploaded file (a seekable binary file), named ``name`` in errors.
+def read_uploaded_volume(handle: BinaryIO, name: str, limits: Limits, folder: Path) -> Volume:
+    """The :class:`Volume` in an uploaded file (a seekable binary file), named ``name`` in errors, unpacked into empty ``folder``.
+
+    A NIfTI file is copied to ``folder/upload.nii[.gz]``; a zip's files are unpacked into
+    ``folder/series/`` (the volume's ``dicom_files``).
 
     Raises:
         DataError: not a NIfTI file or a zip of one regular DICOM series (as
@@ -56,24 +59,21 @@ def read_uploaded_volume(handle: BinaryIO, name: str, limits: Limits) -> Volume:
             the archive, a corrupt or encrypted zip.
         LimitError: a slice, the volume, the zip's directory or its unpacked size over a limit.
     """
-    kind = upload_kind(name)
-    with tempfile.TemporaryDirectory(prefix="auxol-volume-") as scratch:
-        folder = Path(scratch)
-        if kind == "nifti":
-            path = folder / ("upload.nii.gz" if name.lower().endswith(".gz") else "upload.nii")
-            with open(path, "wb") as out:
-                shutil.copyfileobj(handle, out)
-            _check_nifti_header(path, name, limits)
-            renames = {str(path): name}
-        else:
-            path = folder / "series"
-            members = _unpack_zip(handle, name, path, limits)
-            _check_dicom_headers(path, name, members, limits)
-            renames = {str(path / f"{index:05d}"): f"{name}:{member}" for index, member in enumerate(members)} | {str(path): name}
-        try:
-            volume = read_volume(path)
-        except DataError as error:
-            raise DataError(_rename(str(error), renames)) from None
+    if upload_kind(name) == "nifti":
+        path = folder / ("upload.nii.gz" if name.lower().endswith(".gz") else "upload.nii")
+        with open(path, "wb") as out:
+            shutil.copyfileobj(handle, out)
+        _check_nifti_header(path, name, limits)
+        renames = {str(path): name}
+    else:
+        path = folder / "series"
+        members = _unpack_zip(handle, name, path, limits)
+        _check_dicom_headers(path, name, members, limits)
+        renames = {str(path / f"{index:05d}"): f"{name}:{member}" for index, member in enumerate(members)} | {str(path): name}
+    try:
+        volume = read_volume(path)
+    except DataError as error:
+        raise DataError(_rename(str(error), renames)) from None
     limits.check_volume(*volume.array.shape, name)
     return volume
 

@@ -12,13 +12,17 @@ journal, learning order and durability are the session's own. What the volume ad
 ``volumes/<id>/shown/<k>.png``      the last mask shown for slice k (0/255)
 ``volumes/<id>/corrected/<k>.png``  the last correction of slice k, written (and its folder
                                     fsynced) after the session journaled it, before the 2xx
-``volumes/<id>/labels.nii.gz``      the last label volume downloaded
+``volumes/<id>/dicom/``             a DICOM upload's slice files (numbered), which a DICOM
+                                    SEG of the volume references
+``volumes/<id>/labels.nii.gz``      the last label volume downloaded (``labels.seg.dcm``:
+                                    as a DICOM SEG)
 ==================================  =========================================================
 
 The volume id is the first 16 hex digits of the SHA-256 of the windowed voxels and the
 affine: the same upload gives the same id. A slice's *accepted* mask is its correction
 if it has one, else the mask shown for it; the label volume holds the accepted masks
-(0 where a slice has none), and ``propagate`` prompts a slice with the boxes of its
+(0 where a slice has none), as NIfTI or, for a DICOM series, as a DICOM SEG
+referencing its slices; and ``propagate`` prompts a slice with the boxes of its
 neighbour's accepted mask (:func:`auxol.propagation.neighbour_prompts`), as
 ``auxol stream --prompt propagate`` does.
 """
@@ -26,13 +30,18 @@ neighbour's accepted mask (:func:`auxol.propagation.neighbour_prompts`), as
 from __future__ import annotations
 
 import hashlib
+import os
+import shutil
+import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, BinaryIO, Literal
 
 import numpy as np
 
 from auxol.data import read_mask
+from auxol.data.geometry import spacing as geometry_spacing
 from auxol.data.volumes import Volume, default_window, slice_rgb, to_uint8, volume_stem, write_nifti
 from auxol.errors import DataError
 from auxol.io import read_json_object, write_json, write_mask_png
@@ -41,13 +50,18 @@ from auxol.propagation import neighbour_prompts
 from auxol.prompts import DEFAULT_BOX_MARGIN, Prompt
 from auxol.serve.encoding import IMAGE_ID
 from auxol.serve.journal import fsync_folder
+from auxol.serve.limits import Limits
 from auxol.serve.session import ServeSession, UnknownImageError
+from auxol.serve.volume_upload import read_uploaded_volume
 
 Neighbour = Literal["previous", "next"]
 """Which neighbour a slice's prompts are propagated from: slice k - 1 or k + 1."""
 
 PROPAGATION_MIN_SIZE = 16
 """Smallest component (px) of a neighbour's mask that gives a box, as in the stream."""
+
+_ADDING = threading.Lock()
+"""Volumes are added one at a time (the same volume uploaded twice at once is added once)."""
 
 
 class UnknownVolumeError(UnknownImageError):
@@ -72,6 +86,8 @@ class VolumeRecord:
         to_file: nibabel orientation (3, 2) from the axial layout to the file's.
         modality: DICOM Modality, "" for NIfTI.
         window: (low, high) of the intensities mapped to 0..255; None: 0.5-99.5th percentiles.
+        dicom_files: a DICOM upload's slice files under ``volumes/<id>/dicom/``, in the
+            order of the file's slice axis; () for NIfTI.
     """
 
     volume_id: str
@@ -83,12 +99,14 @@ class VolumeRecord:
     to_file: np.ndarray
     modality: str
     window: tuple[float, float] | None
+    dicom_files: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "volume_id": self.volume_id, "name": self.name, "image_ids": list(self.image_ids), "shape": list(self.shape),
             "affine": self.affine.tolist(), "file_affine": self.file_affine.tolist(), "to_file": self.to_file.tolist(),
             "modality": self.modality, "window": None if self.window is None else list(self.window),
+            "dicom_files": list(self.dicom_files),
         }
 
     @classmethod
@@ -96,23 +114,27 @@ class VolumeRecord:
         return cls(
             data["volume_id"], data["name"], tuple(data["image_ids"]), tuple(data["shape"]), np.array(data["affine"], float),
             np.array(data["file_affine"], float), np.array(data["to_file"], float), data["modality"],
-            None if data["window"] is None else tuple(data["window"]),
+            None if data["window"] is None else tuple(data["window"]), tuple(data.get("dicom_files", [])),
         )
 
     @property
     def spacing(self) -> tuple[float, float, float]:
         """Voxel size (slice step, row step, column step) in mm."""
-        return self.grid().spacing
+        return geometry_spacing(self.affine)
 
-    def grid(self) -> Volume:
-        """A :class:`Volume` of this grid without its voxels (all zero, no memory): what :func:`write_nifti` needs."""
-        return Volume(np.broadcast_to(np.float32(0), self.shape), self.affine, Path(self.name), self.modality, self.file_affine, self.to_file)
+    def grid(self, folder: Path) -> Volume:
+        """A :class:`Volume` of this grid without its voxels (all zero, no memory), its DICOM files in ``folder``/dicom.
 
-    @property
-    def labels_name(self) -> str:
-        """File name of the downloaded label volume: ``<upload name without .nii/.nii.gz/.zip>_labels.nii.gz``."""
+        What :func:`write_nifti` and :func:`~auxol.data.dicom_seg.write_dicom_seg` need.
+        """
+        files = tuple(folder / "dicom" / name for name in self.dicom_files)
+        zeros = np.broadcast_to(np.float32(0), self.shape)
+        return Volume(zeros, self.affine, Path(self.name), self.modality, self.file_affine, self.to_file, files)
+
+    def labels_name(self, suffix: str) -> str:
+        """File name of a downloaded label volume: ``<upload name without .nii/.nii.gz/.zip>_labels<suffix>``."""
         stem = volume_stem(self.name)
-        return f"{stem[:-4] if stem.lower().endswith('.zip') else stem}_labels.nii.gz"
+        return f"{stem[:-4] if stem.lower().endswith('.zip') else stem}_labels{suffix}"
 
     def image_id(self, index: int) -> str:
         """The image id of slice ``index``; DataError for an index outside the volume."""
@@ -144,20 +166,42 @@ class SessionVolumes:
 
     # ---------------------------------------------------------------- volumes
 
+    def receive(self, handle: BinaryIO, name: str, limits: Limits, window: tuple[float, float] | None = None) -> tuple[VolumeRecord, bool]:
+        """Read an uploaded volume file (:func:`read_uploaded_volume`) and :meth:`add` it; returns (record, whether it is new)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix=".upload-", dir=self.root) as scratch:  # beside volumes/<id>/: moved, not copied
+            return self.add(read_uploaded_volume(handle, name, limits, Path(scratch)), name, window)
+
     def add(self, volume: Volume, name: str, window: tuple[float, float] | None = None) -> tuple[VolumeRecord, bool]:
         """Window ``volume`` (``window`` None: its default), add its slices as images; returns (record, whether it is new).
 
-        The record is written last: a volume is listed once all its slices are on disk.
+        A DICOM volume's files (all in one folder) are moved to ``volumes/<id>/dicom/``.
+        The record is written last and fsynced with the slices' folder: a volume is listed
+        once all its slices are on disk.
         """
         window = window if window is not None else default_window(volume)
         pixels = to_uint8(volume.array, window)
         key = volume_id(pixels, volume.affine)
-        if (self._folder(key) / "volume.json").is_file():
-            return self.get(key), False
+        with _ADDING:
+            if (self._folder(key) / "volume.json").is_file():
+                return self.get(key), False
+            return self._add(volume, name, window, pixels, key), True
+
+    def _add(self, volume: Volume, name: str, window: tuple[float, float] | None, pixels: np.ndarray, key: str) -> VolumeRecord:
+        folder = self._folder(key)
         image_ids = tuple(self.session.add_image(slice_rgb(pixels, index)) for index in range(pixels.shape[0]))
-        record = VolumeRecord(key, name, image_ids, pixels.shape, volume.affine, volume.file_affine, volume.to_file, volume.modality, window)
-        write_json(self._folder(key) / "volume.json", record.to_dict())
-        return record, True
+        if volume.dicom_files:
+            folder.mkdir(parents=True, exist_ok=True)
+            shutil.rmtree(folder / "dicom", ignore_errors=True)  # left by an upload interrupted before its record
+            os.replace(volume.dicom_files[0].parent, folder / "dicom")
+        record = VolumeRecord(
+            key, name, image_ids, pixels.shape, volume.affine, volume.file_affine, volume.to_file, volume.modality, window,
+            tuple(path.name for path in volume.dicom_files),
+        )
+        write_json(folder / "volume.json", record.to_dict())
+        for written in (self.session.folder.root / "images", folder):  # the 2xx: on disk
+            fsync_folder(written)
+        return record
 
     def get(self, key: str) -> VolumeRecord:
         """The record of volume ``key``; :class:`UnknownVolumeError` for an id never received (or malformed)."""
@@ -171,11 +215,12 @@ class SessionVolumes:
         return sorted(path.parent.name for path in self.root.glob("*/volume.json") if IMAGE_ID.fullmatch(path.parent.name))
 
     def summary(self, record: VolumeRecord) -> dict[str, Any]:
-        """What the routes answer about a volume: its size, spacing, window and how many slices are shown / corrected."""
+        """What the routes answer about a volume: its format (``dicom``, ``nifti``), size, spacing, window and how many slices are shown / corrected."""
         states = self.slice_states(record)
         slices, rows, columns = record.shape
         return {
-            "volume_id": record.volume_id, "name": record.name, "slices": slices, "rows": rows, "columns": columns,
+            "volume_id": record.volume_id, "name": record.name, "format": "dicom" if record.dicom_files else "nifti",
+            "slices": slices, "rows": rows, "columns": columns,
             "spacing_mm": list(record.spacing), "modality": record.modality,
             "window": None if record.window is None else list(record.window),
             "slices_shown": sum(state != "none" for state in states), "slices_corrected": states.count("corrected"),
@@ -246,4 +291,21 @@ class SessionVolumes:
 
     def write_labels(self, record: VolumeRecord) -> Path:
         """Write ``labels.nii.gz``: the label volume as uint8 0/1 in the input file's grid and affine; returns its path."""
-        return write_nifti(self._folder(record.volume_id) / "labels.nii.gz", self.label_volume(record), record.grid())
+        folder = self._folder(record.volume_id)
+        return write_nifti(folder / "labels.nii.gz", self.label_volume(record), record.grid(folder))
+
+    def write_labels_seg(self, record: VolumeRecord, structure: str) -> Path:
+        """Write ``labels.seg.dcm``: the label volume as a DICOM SEG (one segment named ``structure``) referencing the series.
+
+        Raises:
+            DataError: the volume is not a DICOM series, or no slice has a mask yet.
+        """
+        from auxol.data.dicom_seg import write_dicom_seg
+
+        if not record.dicom_files:
+            raise DataError(f"volume {record.volume_id} ({record.name}) is not a DICOM series: a DICOM SEG needs one; download labels.nii.gz")
+        labels = self.label_volume(record)
+        if not labels.any():
+            raise DataError(f"volume {record.volume_id}: no slice has a mask yet; nothing to write as a DICOM SEG")
+        folder = self._folder(record.volume_id)
+        return write_dicom_seg(folder / "labels.seg.dcm", labels, record.grid(folder), structure)
