@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from auxol.errors import AuxolError, DataError, PromptError
-from auxol.evaluate.metrics import ACCEPT_LEVELS, changed_pixels, dice
+from auxol.evaluate.metrics import changed_pixels, dice
 from auxol.models import PromptableModel
 from auxol.online import AuxOL, AuxOLConfig, Prediction
 from auxol.online.state_file import read_state_file, write_state_file
