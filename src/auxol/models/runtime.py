@@ -61,6 +61,7 @@ def _open_openvino(path: Path, threads: int) -> Graph:
     core = openvino.Core()
     core.set_property({"CACHE_DIR": str(path.parent / "openvino-cache")})  # compiled blobs: ~4x faster start next time
     config = {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
+    source = core.read_model(str(path))  # parsed once; each shape compiles a reshaped clone
     compiled: dict[tuple[tuple[int, ...], ...], object] = {}
     lock = threading.Lock()
 
@@ -69,7 +70,7 @@ def _open_openvino(path: Path, threads: int) -> Graph:
             if shapes not in compiled:
                 if len(compiled) >= MAX_SHAPES:
                     compiled.pop(next(iter(compiled)))
-                graph = core.read_model(str(path))
+                graph = source.clone()
                 graph.reshape({port.get_any_name(): list(shape) for port, shape in zip(graph.inputs, shapes)})
                 compiled[shapes] = core.compile_model(graph, "CPU", config)
             return compiled[shapes]
@@ -79,9 +80,8 @@ def _open_openvino(path: Path, threads: int) -> Graph:
         request.infer(list(arrays))
         return request.get_output_tensor(0).data.copy()
 
-    inputs = core.read_model(str(path)).inputs
-    if all(port.get_partial_shape().is_static for port in inputs):  # the encoder: compiled now, not on first use
-        for_shapes(tuple(tuple(port.get_shape()) for port in inputs))
+    if all(port.get_partial_shape().is_static for port in source.inputs):  # the encoder: compiled now, not on first use
+        for_shapes(tuple(tuple(port.get_shape()) for port in source.inputs))
     return run
 
 
