@@ -96,14 +96,13 @@ class LabelStudioAuth:
             headers={"Content-Type": "application/json"},
         )
         try:
-            with _OPENER.open(request, timeout=FETCH_TIMEOUT_S) as response:
-                return json.loads(response.read(1 << 16))["access"]
+            return json.loads(_send(request, 1 << 16))["access"]
         except urllib.error.HTTPError as error:
             raise DataError(
                 f"Label Studio refused the personal access token at {REFRESH_PATH} (HTTP {error.code}); "
                 f"check ${TOKEN_VARIABLE}"
             ) from None
-        except (urllib.error.URLError, OSError, ValueError, KeyError, TypeError) as error:
+        except (DataError, ValueError, KeyError, TypeError) as error:
             raise DataError(f"cannot exchange the Label Studio token at {self.url}{REFRESH_PATH} ({error})") from None
 
 
