@@ -28,17 +28,8 @@ import numpy as np
 import torch
 
 from auxol.errors import DataError
-from auxol.io import atomic_open
+from auxol.io import atomic_open, fsync_folder
 from auxol.online import Crop, Prediction
-
-
-def fsync_folder(folder: Path) -> None:
-    """Make the renames inside ``folder`` durable."""
-    handle = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(handle)
-    finally:
-        os.close(handle)
 
 
 def prediction_state(prediction: Prediction) -> dict[str, Any]:

@@ -44,12 +44,11 @@ from auxol.data import read_mask
 from auxol.data.geometry import spacing as geometry_spacing
 from auxol.data.volumes import Volume, default_window, slice_rgb, to_uint8, volume_stem, write_nifti
 from auxol.errors import DataError
-from auxol.io import read_json_object, write_json, write_mask_png
+from auxol.io import fsync_folder, read_json_object, write_json, write_mask_png
 from auxol.online import Prediction
 from auxol.propagation import neighbour_prompts
 from auxol.prompts import DEFAULT_BOX_MARGIN, Prompt
 from auxol.serve.encoding import IMAGE_ID
-from auxol.serve.journal import fsync_folder
 from auxol.serve.limits import Limits
 from auxol.serve.session import ServeSession, UnknownImageError
 from auxol.serve.volume_upload import read_uploaded_volume
