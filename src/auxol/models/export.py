@@ -15,7 +15,9 @@ decoder       ``features`` (1, 256, 64, 64), ``sparse``   ``low_res`` (N, 1, 256
 N (prompts) and k (prompt tokens) are dynamic. The prompt encoder stays in PyTorch (a few
 microseconds); the decoder graph holds the mask decoder and the dense positional encoding.
 The graphs come from ``torch.onnx.export`` (TorchScript tracer, opset 17), which keeps
-every operator of SAM's ViT, TinyViT and the two-way transformer as the model computes it.
+every operator of SAM's ViT and TinyViT as the model computes it. The decoder is traced
+as :class:`auxol.models.folded_decoder.FoldedDecoder` (the same function, ~1.7x faster)
+where its cross-attentions are SAM's plain ones, else as the library's forward.
 """
 
 from __future__ import annotations
@@ -27,16 +29,17 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from auxol.models.folded_decoder import FoldedDecoder, can_fold
 from auxol.models.promptable import PromptableModel
 from auxol.prompts import Prompt
 
 OPSET = 17
-EXPORT_VERSION = 1
+EXPORT_VERSION = 2
 """Bumped when the graphs change for the same weights, so older cached graphs are rebuilt."""
 
 
-class _Decoder(nn.Module):
-    """The mask decoder as one function of (features, sparse, dense), for tracing."""
+class _LibraryDecoder(nn.Module):
+    """The mask decoder as one function of (features, sparse, dense), for tracing: segment-anything's forward."""
 
     def __init__(self, model: PromptableModel) -> None:
         super().__init__()
@@ -75,8 +78,9 @@ def export_onnx(model: PromptableModel, encoder_path: Path, decoder_path: Path) 
             input_names=["image"], output_names=["features"],
         )
         sparse, dense = model.encode_prompts([Prompt.from_box((0, 0, size // 2, size // 2))], (size, size))
+        decoder = FoldedDecoder(model) if can_fold(model) else _LibraryDecoder(model)
         torch.onnx.export(
-            _Decoder(model), (features, sparse, dense), str(decoder_path), opset_version=OPSET, dynamo=False,
+            decoder, (features, sparse, dense), str(decoder_path), opset_version=OPSET, dynamo=False,
             input_names=["features", "sparse", "dense"], output_names=["low_res"],
             dynamic_axes={"sparse": {0: "prompts", 1: "tokens"}, "dense": {0: "prompts"}, "low_res": {0: "prompts"}},
         )
