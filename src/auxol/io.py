@@ -79,17 +79,22 @@ def write_csv(path: str | os.PathLike, rows: Iterable[Mapping[str, Any]], fieldn
         writer.writerows(rows)
 
 
+PNG_COMPRESSION = 1
+"""zlib level of the PNGs written: a 300 x 300 RGB ultrasound image encodes in ~9 ms at 1
+against ~27 ms at PIL's default 6, for a file ~13% larger (what a served new image waits for)."""
+
+
 def write_mask_png(path: str | os.PathLike, mask: np.ndarray) -> None:
     """Write a binary mask (H, W), any dtype, nonzero = foreground, as a 0/255 8-bit PNG."""
     image = Image.fromarray(np.where(np.asarray(mask) > 0, 255, 0).astype(np.uint8), mode="L")
     with atomic_open(path, "wb") as handle:
-        image.save(handle, format="PNG")
+        image.save(handle, format="PNG", compress_level=PNG_COMPRESSION)
 
 
 def write_image_png(path: str | os.PathLike, image: np.ndarray) -> None:
     """Write an 8-bit image (H, W) or (H, W, 3) as PNG."""
     with atomic_open(path, "wb") as handle:
-        Image.fromarray(np.asarray(image, dtype=np.uint8)).save(handle, format="PNG")
+        Image.fromarray(np.asarray(image, dtype=np.uint8)).save(handle, format="PNG", compress_level=PNG_COMPRESSION)
 
 
 def read_json_object(path: str | os.PathLike, what: str) -> dict:
