@@ -18,7 +18,7 @@ from auxol.models import Embedding
 from auxol.online import DEFAULT_PRESET, PRESETS, AuxOL, AuxOLConfig
 from auxol.online.crops import aux_input, crop_box, crop_resize, paste, pixel_box, structure_width, tiles
 from auxol.online.fusion import AlphaHistory, alpha_grid, best_alpha
-from auxol.online.loss import structure_loss
+from auxol.online.loss import boundary_weight, structure_loss
 from auxol.online.unet import AuxUNet
 from auxol.prompts import Prompt, prompts_from_mask
 
@@ -110,6 +110,14 @@ def test_structure_loss_matches_a_direct_computation() -> None:
         expected.append((w * bce).sum() / w.sum() + 1 - (inter + 1) / (((p + m) * w).sum() - inter + 1))
     got = structure_loss(torch.tensor(logits, dtype=torch.float32), torch.tensor(target, dtype=torch.float32))
     assert got.item() == pytest.approx(float(np.mean(expected)), rel=1e-5)
+
+
+def test_boundary_weight_is_the_31x31_mean_with_zero_padding() -> None:
+    target = (torch.rand(3, 1, 64, 48, generator=torch.Generator().manual_seed(0)) > 0.7).float()
+    direct = 1 + 5 * torch.abs(torch.nn.functional.avg_pool2d(target, kernel_size=31, stride=1, padding=15) - target)
+    weight = boundary_weight(target)
+    assert weight.shape == target.shape and float(weight.max()) > 4.0  # a 0/1 target has edges near 6
+    torch.testing.assert_close(weight, direct, atol=1e-6, rtol=0)
 
 
 # ------------------------------------------------------------------------- crops

@@ -29,7 +29,7 @@ from auxol.models import Embedding, PromptableModel
 from auxol.online import clicks, crops
 from auxol.online.config import DEFAULT_PRESET, AuxOLConfig
 from auxol.online.fusion import AlphaHistory, best_alpha, fused_logits
-from auxol.online.loss import structure_loss
+from auxol.online.loss import boundary_weight, structure_loss
 from auxol.online.queue import OnlineBatch
 from auxol.online.state_file import global_rng_state, read_state_file, set_global_rng_state, write_state_file
 from auxol.online.unet import AuxUNet
@@ -409,11 +409,13 @@ class AuxOL:
 
     def _train(self, batches: list[Batch]) -> None:
         for inputs, targets in batches:
+            targets = targets.to(self.device)
+            weight = boundary_weight(targets)
             for _ in range(self.config.steps_per_image):
                 with self._lock:
                     self.net.train()
                     self.optimizer.zero_grad(set_to_none=True)
-                    loss = structure_loss(self._forward(inputs), targets.to(self.device))
+                    loss = structure_loss(self._forward(inputs), targets, weight)
                     loss.backward()
                     self.optimizer.step()
 
