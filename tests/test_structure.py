@@ -80,7 +80,8 @@ def test_no_import_cycle():
     assert cycles == []
 
 
-def test_the_command_line_starts_without_peft_or_the_trainer():
-    code = "import sys, auxol.cli; print(sorted(m for m in ('peft', 'auxol.finetune.trainer') if m in sys.modules))"
+def test_the_command_line_starts_without_peft_the_trainer_or_the_web_server():
+    unused = ("peft", "auxol.finetune.trainer", "fastapi", "uvicorn")
+    code = f"import sys, auxol.cli; print(sorted(m for m in {unused!r} if m in sys.modules))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-import uvicorn
 
 from auxol.commands.options import CheckpointOption, DeviceOption, ModelName, RuntimeOption
 from auxol.commands.stream import PresetName
@@ -19,10 +18,8 @@ from auxol.loading import load_model
 from auxol.models import DEFAULT_MODEL
 from auxol.online import DEFAULT_PRESET
 from auxol.online.config import AUXOL_KEYS
-from auxol.serve.app import create_app
 from auxol.serve.cache import DEFAULT_CACHE_SIZE
 from auxol.serve.limits import Limits
-from auxol.serve.sessions import Sessions
 from auxol.serve.settings import ServeSettings, resolve_settings
 from auxol.serve.sources import TOKEN_VARIABLE, TaskImages
 from auxol.serve.store import SessionFolder
@@ -75,6 +72,11 @@ def serve(
     cache_size: Annotated[int, typer.Option(help="Images each session keeps in memory with their embedding.", min=1)] = DEFAULT_CACHE_SIZE,
 ) -> None:
     """Serve AuxOL sessions: correct masks in the browser or in Label Studio, and every correction is learned."""
+    import uvicorn  # the server's stack loads here, not with every auxol command (~0.9 s)
+
+    from auxol.serve.app import create_app
+    from auxol.serve.sessions import Sessions
+
     if not is_loopback(host) and not api_key:
         raise ConfigError(f"--host {host} serves other machines: give --api-key (or ${API_KEY_VARIABLE}) so that only its holders can")
     if (root / "config.json").is_file():

@@ -21,10 +21,21 @@ within bounds), ``volumes`` (a session's volumes: each slice an image, propagati
 label volume). The command is :mod:`auxol.commands.serve`.
 """
 
-from auxol.serve.app import create_app
-from auxol.serve.session import ServeSession
-from auxol.serve.sessions import Sessions
-from auxol.serve.settings import ServeSettings, resolve_settings
-from auxol.serve.store import SessionFolder
+import importlib
 
-__all__ = ["ServeSession", "ServeSettings", "SessionFolder", "Sessions", "create_app", "resolve_settings"]
+_HOMES = {
+    "create_app": "auxol.serve.app",
+    "ServeSession": "auxol.serve.session",
+    "Sessions": "auxol.serve.sessions",
+    "ServeSettings": "auxol.serve.settings",
+    "resolve_settings": "auxol.serve.settings",
+    "SessionFolder": "auxol.serve.store",
+}
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str):
+    """The names above, imported on first use: FastAPI loads with the server, not with every ``auxol`` command."""
+    if name not in _HOMES:
+        raise AttributeError(f"module 'auxol.serve' has no attribute {name!r}")
+    return getattr(importlib.import_module(_HOMES[name]), name)
