@@ -14,6 +14,7 @@ from auxol.data import read_mask
 from auxol.evaluate.metrics import dice
 from auxol.models import build_model, load_model, runtime
 from auxol.models.export import weights_digest
+from auxol.models.folded_decoder import can_fold
 from auxol.models.preprocess import Preprocessing
 from auxol.models.promptable import PromptableModel
 from auxol.prompts import Prompt, prompts_from_mask
@@ -77,6 +78,7 @@ def test_embedded_litemedsam_through_the_default_runtime_gives_torch_masks():
     image, truth = disk_image()
     prompt = prompts_from_mask(truth, "box")[0]
     expected_features, expected = model.embed(image).features, model.segment(model.embed(image), prompt)
+    assert can_fold(model)  # its decoder graph is the folded one
     runtime.use_runtime(model, "auto")
     assert model.runtime == "openvino"
     embedding = model.embed(image)
@@ -160,6 +162,7 @@ def test_other_families_export_and_agree_with_torch(name, tmp_path):
     model = build_model(name)
     torch.save(model.state_dict(), tmp_path / "random.pth")
     model = load_model(name, tmp_path / "random.pth", device="cpu")
+    assert can_fold(model)  # so the graph holds the folded decoder, checked against the library's below
     expected, actual = torch_and_runtime_logits(model, "openvino")
     assert np.abs(actual - expected).max() < 1e-2
     assert np.mean((actual > 0) == (expected > 0)) > 0.999
