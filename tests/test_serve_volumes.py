@@ -216,9 +216,13 @@ def test_a_corrected_slice_survives_kill_9(tmp_path):
             assert predict_slice(client, key, 4, box=bbox(truth)).status_code == 200
             assert correct_slice(client, key, 4, truth).status_code == 202
         server.kill()  # right after the 2xx
+        volumes = tmp_path / "sessions" / "default" / "volumes"
+        (volumes / ".upload-k9x" / "series").mkdir(parents=True)  # what a kill during an upload leaves
+        (volumes / ".upload-k9x" / "series" / "0001.dcm").write_bytes(b"half a file")
         server.start()
         with httpx.Client(base_url=server.url, timeout=30) as client:
             assert client.get(f"/api/volumes/{key}").json()["slice_states"][4] == "corrected"
+            assert sorted(path.name for path in volumes.iterdir()) == [key]  # the scratch is gone, the volume kept
             data = np.asarray(labels_nifti(client, key).dataobj)
             assert np.array_equal(data[:, 4, :], ball[:, 4, :].astype(np.uint8)) and data.sum() == ball[:, 4, :].sum()
             status = wait_learned(client)

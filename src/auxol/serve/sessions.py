@@ -10,6 +10,7 @@ each has its own learner, images, journal and worker.
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 from collections.abc import Callable
@@ -22,6 +23,9 @@ from auxol.serve.cache import DEFAULT_CACHE_SIZE
 from auxol.serve.session import ServeSession, TaskImageReader
 from auxol.serve.settings import ServeSettings
 from auxol.serve.store import SessionFolder
+from auxol.serve.volumes import remove_interrupted_uploads
+
+LOG = logging.getLogger("auxol.serve")
 
 DEFAULT_SESSION = "default"
 SESSION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -70,6 +74,8 @@ class Sessions:
                 self._open[name] = ServeSession.open(
                     folder, self.model, self.settings_for(folder), self.cache_size, self.read_task_image
                 )
+                for scratch in remove_interrupted_uploads(folder.root):
+                    LOG.info("session %s: removed %s, left by an upload its server did not finish", name, scratch)
             return self._open[name]
 
     def names(self) -> list[str]:

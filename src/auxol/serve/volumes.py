@@ -142,6 +142,21 @@ class VolumeRecord:
         return self.image_ids[index]
 
 
+UPLOAD_SCRATCH_PREFIX = ".upload-"
+"""Name prefix of an upload's scratch folder in ``volumes/`` (gone once the upload is read)."""
+
+
+def remove_interrupted_uploads(session_root: Path) -> list[str]:
+    """Delete the scratch folders that uploads left in ``session_root/volumes`` when their server was killed; returns their names.
+
+    Call it when the session is opened, before this process can receive an upload into it.
+    """
+    scratches = sorted((session_root / "volumes").glob(f"{UPLOAD_SCRATCH_PREFIX}*"))
+    for scratch in scratches:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return [scratch.name for scratch in scratches]
+
+
 def volume_id(pixels: np.ndarray, affine: np.ndarray) -> str:
     """The id of a windowed uint8 (slices, rows, columns) volume on ``affine``: 16 hex digits of their SHA-256."""
     digest = hashlib.sha256(str(pixels.shape).encode())
@@ -168,7 +183,7 @@ class SessionVolumes:
     def receive(self, handle: BinaryIO, name: str, limits: Limits, window: tuple[float, float] | None = None) -> tuple[VolumeRecord, bool]:
         """Read an uploaded volume file (:func:`read_uploaded_volume`) and :meth:`add` it; returns (record, whether it is new)."""
         self.root.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(prefix=".upload-", dir=self.root) as scratch:  # beside volumes/<id>/: moved, not copied
+        with tempfile.TemporaryDirectory(prefix=UPLOAD_SCRATCH_PREFIX, dir=self.root) as scratch:  # beside volumes/<id>/: moved, not copied
             return self.add(read_uploaded_volume(handle, name, limits, Path(scratch)), name, window)
 
     def add(self, volume: Volume, name: str, window: tuple[float, float] | None = None) -> tuple[VolumeRecord, bool]:
