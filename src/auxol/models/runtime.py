@@ -14,7 +14,7 @@ installed, or cannot export or load the graphs, leaves the model on PyTorch with
 warning line.
 
 Measured on LiteMedSAM, 2-core AVX-512 CPU, fp32, same process (see README, Benchmarks):
-OpenVINO embeds ~1.35x faster than ONNX Runtime and 2.6-2.8x faster than PyTorch, hence the
+OpenVINO embeds ~1.3x faster than ONNX Runtime and 2.5-2.8x faster than PyTorch, hence the
 default. Both run with ``torch.get_num_threads()`` threads and fp32 arithmetic (OpenVINO
 would otherwise pick bf16 on CPUs that have it, and change masks).
 """
