@@ -15,9 +15,10 @@ the few prompt tokens instead, by linear algebra on segment-anything's own weigh
 - image-to-token attention: the output projection folds into the T prompt values.
 
 With multimask output off (as :meth:`PromptableModel.decode`), only the first mask
-token's map is computed. The decode is 3.6 -> 2.0 GFLOP for LiteMedSAM (torch's FlopCounterMode); in OpenVINO on
-a 2-core AVX-512 CPU its graph runs in ~24 ms against ~41 ms for the traced library
-decoder, with logits within 2e-5 of it (logits span about +-25).
+token's map is computed. The decode is 3.6 -> 2.0 GFLOP for LiteMedSAM (torch's
+``FlopCounterMode``); in OpenVINO on a 2-core AVX-512 CPU its graph runs in ~24 ms
+against ~41 ms for the traced library decoder, with logits within 2e-5 of it (logits
+span about +-25).
 
 segment-anything has no such form, hence this module. It holds no weights: it reads the
 model's (plain ``nn.Linear``) attention projections at trace time, and
