@@ -49,18 +49,26 @@ MAX_SHAPES = 8
 """OpenVINO: input shapes a graph stays compiled for (the decoder sees one per prompt kind:
 box, n points, box and n points); the oldest is dropped beyond it."""
 
+OPENVINO_GRAPH_SETTINGS: dict[str, dict[str, str]] = {DECODER_FILE: {"SNIPPETS_MODE": "DISABLE"}}
+"""OpenVINO settings of single graphs, chosen by measurement (LiteMedSAM, interleaved in one
+process): the decoder without OpenVINO's fused "snippet" kernels takes 22.8-24.7 ms vs
+27.5-29.2 ms with them, logits within 2e-5; the encoder is faster with them (540 vs 553 ms)."""
+
 Graph = Callable[..., np.ndarray]
 """A compiled graph: float32 arrays in the graph's input order -> its first output."""
 
 
 def _open_openvino(path: Path, threads: int) -> Graph:
     """``path`` compiled by OpenVINO once per input shape (a graph compiled for fixed shapes
-    runs the LiteMedSAM decoder ~1.3x faster than the dynamic one: 40 vs 52 ms)."""
+    ran the LiteMedSAM library decoder ~1.3x faster than the dynamic one: 40 vs 52 ms)."""
     import openvino
 
     core = openvino.Core()
     core.set_property({"CACHE_DIR": str(path.parent / "openvino-cache")})  # compiled blobs: ~4x faster start next time
-    config = {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
+    config = {
+        "INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32",
+        **OPENVINO_GRAPH_SETTINGS.get(path.name, {}),
+    }
     source = core.read_model(str(path))  # parsed once; each shape compiles a reshaped clone
     compiled: dict[tuple[tuple[int, ...], ...], object] = {}
     lock = threading.Lock()
