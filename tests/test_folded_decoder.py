@@ -54,3 +54,10 @@ def test_a_decoder_with_wrapped_cross_attention_is_not_folded():
     assert can_fold(model)
     add_adapters(model, encoder_blocks=None, encoder=False)  # wraps the token-to-image cross-attentions
     assert not can_fold(model)
+
+
+def test_a_decoder_projection_without_bias_is_not_folded():
+    model = two_layer_model()
+    attention = model.mask_decoder.transformer.final_attn_token_to_image
+    attention.v_proj = nn.Linear(attention.v_proj.in_features, attention.v_proj.out_features, bias=False)
+    assert not can_fold(model)

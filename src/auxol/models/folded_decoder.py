@@ -45,15 +45,17 @@ def _cross_attentions(model: PromptableModel) -> list[nn.Module]:
 
 
 def can_fold(model: PromptableModel) -> bool:
-    """Whether every cross-attention of ``model``'s decoder is SAM's plain one (four ``nn.Linear``)."""
+    """Whether every cross-attention of ``model``'s decoder is SAM's plain one (four ``nn.Linear`` with biases)."""
     try:
         attentions = _cross_attentions(model)
     except AttributeError:  # not SAM's two-way transformer
         return False
-    return all(
-        hasattr(attention, "num_heads") and all(type(getattr(attention, name, None)) is nn.Linear for name in _PROJECTIONS)
-        for attention in attentions
-    )
+    return all(hasattr(attention, "num_heads") and all(_plain_linear(getattr(attention, name, None)) for name in _PROJECTIONS)
+               for attention in attentions)
+
+
+def _plain_linear(module: nn.Module | None) -> bool:
+    return type(module) is nn.Linear and module.bias is not None  # the folding reads weight and bias
 
 
 def _weight_per_head(linear: nn.Linear, heads: int) -> torch.Tensor:
